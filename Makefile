@@ -1,0 +1,23 @@
+# `make test` works on a fresh clone with nothing installed but Python: it creates .venv,
+# installs the pinned requirements and the package (editable), then runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements/dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,19 @@
+"""Packaging for Pet solver. Ranges are permissive for users; `make` pins exact versions."""
+from setuptools import find_packages, setup
+
+setup(
+    name="pet-solver",
+    version="0.1.0",
+    description="A PyTorch training solver for detection and classification, driven by yacs configs",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pet", "pet.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.6",
+        "torchvision>=0.21",
+        "yacs>=0.1.8",
+        "PyYAML>=5.4",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
