@@ -1,0 +1,157 @@
+"""Validation of the SOLVER tree: every key against its allowed values, errors naming the full key.
+
+Each check is a (predicate, allowed-values text) pair per key, so the error message and the rule cannot drift
+apart. Cross-key rules (STEPS within the total length) follow the per-key table.
+"""
+import math
+from typing import Any, Callable, Dict, Iterable, Tuple
+
+from pet.config.errors import ConfigError
+
+POLICIES = ("STEP", "COSINE", "STEP_COSINE", "POLY")
+WARMUP_METHODS = ("CONSTANT", "LINEAR", "EXP")
+CLIP_TYPES = ("full_model", "norm", "value")
+
+Rule = Tuple[Callable[[Any], bool], str]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return _is_number(v) and 0 < v < math.inf
+
+
+def _non_negative(v: Any) -> bool:
+    return _is_number(v) and 0 <= v < math.inf
+
+
+def _in_unit(low_open: bool, high_open: bool) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        return _is_number(v) and (0 < v if low_open else 0 <= v) and (v < 1 if high_open else v <= 1)
+    return check
+
+
+def _one_of(choices: Iterable[str], case_sensitive: bool = False) -> Callable[[Any], bool]:
+    allowed = {c if case_sensitive else c.upper() for c in choices}
+    return lambda v: isinstance(v, str) and (v if case_sensitive else v.upper()) in allowed
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_betas(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(_in_unit(False, True)(b) for b in v)
+
+
+def _is_prefix(v: Any) -> bool:
+    return isinstance(v, str) and v.strip(".") == v and v != ""
+
+
+def _is_steps(v: Any) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive(s) for s in v)
+            and all(a < b for a, b in zip(v, v[1:])))
+
+
+def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or rule(v)
+
+
+OPTIMIZER_RULES: Dict[str, Rule] = {
+    "BASE_LR": (_positive, "a number > 0"),
+    "MOMENTUM": (_in_unit(False, True), "a number in [0, 1)"),
+    "NESTEROV": (_is_bool, "True or False"),
+    "BETAS": (_is_betas, "two numbers in [0, 1), e.g. (0.9, 0.999)"),
+    "EPS": (_positive, "a number > 0"),
+    "WEIGHT_DECAY": (_non_negative, "a number >= 0"),
+    "WEIGHT_DECAY_BIAS": (_non_negative, "a number >= 0"),
+    "WEIGHT_DECAY_NORM": (_non_negative, "a number >= 0"),
+    "WEIGHT_DECAY_EMBED": (_non_negative, "a number >= 0"),
+    "BIAS_LR_FACTOR": (_non_negative, "a number >= 0"),
+    "BACKBONE_LR_FACTOR": (_non_negative, "a number >= 0"),
+    "BACKBONE_PREFIX": (_is_prefix, "a non-empty module name without leading or trailing dots"),
+}
+
+CLIP_RULES: Dict[str, Rule] = {
+    "ENABLED": (_is_bool, "True or False"),
+    "CLIP_TYPE": (_one_of(CLIP_TYPES, case_sensitive=False), " | ".join(CLIP_TYPES)),
+    "CLIP_VALUE": (_positive, "a number > 0"),
+    "NORM_TYPE": (lambda v: _is_number(v) and v > 0, "a number > 0, or inf"),
+}
+
+LARS_RULES: Dict[str, Rule] = {
+    "TRUST_COEFFICIENT": (_positive, "a number > 0"),
+    "EXCLUDE_NORM_AND_BIAS": (_is_bool, "True or False"),
+}
+
+SCHEDULER_RULES: Dict[str, Rule] = {
+    "POLICY": (_one_of(POLICIES), " | ".join(POLICIES)),
+    "TOTAL_ITERS": (lambda v: _is_int(v) and v > 0, "an integer > 0"),
+    "TOTAL_EPOCHS": (_optional(lambda v: _is_int(v) and v > 0), "None or an integer > 0"),
+    "STEPS": (_is_steps, "a non-empty, strictly increasing list of numbers > 0"),
+    "GAMMA": (_in_unit(True, False), "a number in (0, 1]"),
+    "WARM_UP_ITERS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 disables warmup)"),
+    "WARM_UP_EPOCHS": (_optional(_non_negative), "None or a number >= 0"),
+    "WARM_UP_FACTOR": (_in_unit(True, False), "a number in (0, 1]"),
+    "WARM_UP_METHOD": (_one_of(WARMUP_METHODS), " | ".join(WARMUP_METHODS)),
+    "LR_POW": (_positive, "a number > 0"),
+    "MIN_LR_FACTOR": (_in_unit(False, True), "a number in [0, 1)"),
+    "LOG_LR_CHANGE_THRESHOLD": (lambda v: _is_number(v) and v >= 1, "a number >= 1"),
+}
+
+
+def check_node(node: Any, rules: Dict[str, Rule], prefix: str, sub_nodes: Iterable[str] = ()) -> None:
+    """Raise `ConfigError` for the first key of `node` that is unknown, missing or outside its allowed values."""
+    known = set(rules) | set(sub_nodes)
+    for key in node.keys():
+        if key not in known:
+            raise ConfigError(f"unknown config key {prefix}.{key}")
+    for key, (is_valid, allowed) in rules.items():
+        if key not in node:
+            raise ConfigError(f"missing config key {prefix}.{key}")
+        if not is_valid(node[key]):
+            raise ConfigError(invalid_value(f"{prefix}.{key}", node[key], allowed))
+
+
+def invalid_value(full_key: str, value: Any, allowed: str) -> str:
+    """The one-line message for a key whose value is not allowed."""
+    return f"{full_key} = {value!r} is invalid; allowed: {allowed}"
+
+
+def validate_optimizer_cfg(opt: Any, prefix: str = "SOLVER.OPTIMIZER") -> None:
+    """Check every key of SOLVER.OPTIMIZER (and its CLIP_GRADIENTS and LARS nodes)."""
+    # Imported here: pet.solver imports this module, and TYPE is checked against the optimizer classes it knows.
+    from pet.solver.optimizer_types import optimizer_class
+
+    check_node(opt, {**OPTIMIZER_RULES, "TYPE": (lambda v: isinstance(v, str), "an optimizer name")}, prefix,
+               sub_nodes=("CLIP_GRADIENTS", "LARS"))
+    optimizer_class(opt.TYPE, key=f"{prefix}.TYPE")
+    check_node(opt.CLIP_GRADIENTS, CLIP_RULES, f"{prefix}.CLIP_GRADIENTS")
+    check_node(opt.LARS, LARS_RULES, f"{prefix}.LARS")
+    if opt.NESTEROV and opt.MOMENTUM == 0:
+        raise ConfigError(f"{prefix}.NESTEROV = True needs {prefix}.MOMENTUM > 0 (got 0)")
+
+
+def validate_scheduler_cfg(sched: Any, prefix: str = "SOLVER.SCHEDULER") -> None:
+    """Check every key of SOLVER.SCHEDULER, and that STEPS lie inside the run when the policy uses them."""
+    check_node(sched, SCHEDULER_RULES, prefix)
+    if sched.POLICY.upper() not in ("STEP", "STEP_COSINE"):
+        return  # STEPS are unused by COSINE and POLY; their range is not held against the run length
+    total_key = "TOTAL_ITERS" if sched.TOTAL_EPOCHS is None else "TOTAL_EPOCHS"
+    total = sched[total_key]
+    if sched.STEPS[-1] >= total:
+        raise ConfigError(invalid_value(f"{prefix}.STEPS", sched.STEPS,
+                                        f"each step in (0, {prefix}.{total_key} = {total})"))
+
+
+def validate_solver_cfg(solver: Any) -> None:
+    """Check the whole SOLVER tree."""
+    check_node(solver, {}, "SOLVER", sub_nodes=("OPTIMIZER", "SCHEDULER"))
+    validate_optimizer_cfg(solver.OPTIMIZER)
+    validate_scheduler_cfg(solver.SCHEDULER)

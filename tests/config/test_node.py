@@ -1,0 +1,108 @@
+"""Strict merges: files, lists and nodes; every failure one `ConfigError` naming the key or the path."""
+import math
+
+import pytest
+
+from pet.config import CfgNode, ConfigError, get_cfg
+
+
+def write(tmp_path, text, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_merge_a_yaml_file(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(write(tmp_path, """
+OUTPUT_DIR: runs/a
+SOLVER:
+  OPTIMIZER: {TYPE: adamw, BASE_LR: 1e-3, WEIGHT_DECAY: 0, BETAS: [0.9, 0.95]}
+  SCHEDULER: {POLICY: COSINE, STEPS: [10, 20], TOTAL_EPOCHS: 12}
+"""))
+    opt, sched = cfg.SOLVER.OPTIMIZER, cfg.SOLVER.SCHEDULER
+    assert cfg.OUTPUT_DIR == "runs/a"
+    assert opt.TYPE == "adamw"
+    assert opt.BASE_LR == 0.001 and isinstance(opt.BASE_LR, float)  # YAML reads 1e-3 as a string
+    assert opt.WEIGHT_DECAY == 0.0 and isinstance(opt.WEIGHT_DECAY, float)  # int for a float key
+    assert opt.BETAS == (0.9, 0.95) and isinstance(opt.BETAS, tuple)
+    assert sched.STEPS == (10, 20) and sched.TOTAL_EPOCHS == 12
+
+
+def test_merge_from_list_decodes_values():
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", "0.1", "SOLVER.SCHEDULER.STEPS", "(100, 200)",
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.NORM_TYPE", "inf", "SOLVER.SCHEDULER.TOTAL_EPOCHS", "3",
+                         "SOLVER.OPTIMIZER.NESTEROV", "True"])
+    assert cfg.SOLVER.OPTIMIZER.BASE_LR == 0.1
+    assert cfg.SOLVER.SCHEDULER.STEPS == (100, 200)
+    assert cfg.SOLVER.OPTIMIZER.CLIP_GRADIENTS.NORM_TYPE == math.inf
+    assert cfg.SOLVER.SCHEDULER.TOTAL_EPOCHS == 3
+    assert cfg.SOLVER.OPTIMIZER.NESTEROV is True
+
+
+def test_norm_type_inf_in_yaml(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(write(tmp_path, "SOLVER:\n  OPTIMIZER:\n    CLIP_GRADIENTS:\n      NORM_TYPE: inf\n"))
+    assert cfg.SOLVER.OPTIMIZER.CLIP_GRADIENTS.NORM_TYPE == math.inf
+
+
+@pytest.mark.parametrize("items, message", [
+    (["SOLVER.OPTIMIZER.BASE_LRR", "0.1"], r"unknown config key SOLVER\.OPTIMIZER\.BASE_LRR; did you mean BASE_LR\?"),
+    (["SOLVER.OPTIMIZR.BASE_LR", "0.1"], r"unknown config key SOLVER\.OPTIMIZR; did you mean OPTIMIZER\?"),
+    (["SOLVER.OPTIMIZER.BASE_LR"], r"KEY VALUE pairs; got an odd number of items"),
+    (["SOLVER.OPTIMIZER.BASE_LR", "fast"], r"SOLVER\.OPTIMIZER\.BASE_LR: expected a float like 0\.001, got 'fast'"),
+    (["SOLVER.OPTIMIZER.NESTEROV", "1"], r"SOLVER\.OPTIMIZER\.NESTEROV: expected a bool"),
+    (["SOLVER.SCHEDULER.TOTAL_ITERS", "1.5"], r"SOLVER\.SCHEDULER\.TOTAL_ITERS: expected a int like 40000"),
+    (["SOLVER.SCHEDULER.STEPS", "100"], r"SOLVER\.SCHEDULER\.STEPS: expected a tuple"),
+    (["SOLVER.OPTIMIZER", "1"], r"SOLVER\.OPTIMIZER is a group of keys"),
+    (["SOLVER.OPTIMIZER.BASE_LR.X", "1"], r"SOLVER\.OPTIMIZER\.BASE_LR is a value, not a group of keys"),
+])
+def test_bad_overrides(items, message):
+    with pytest.raises(ConfigError, match=message):
+        get_cfg().merge_from_list(items)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("SOLVER:\n  OPTIMIZER:\n    MOMENTUN: 0.9\n", r"unknown config key SOLVER\.OPTIMIZER\.MOMENTUN; did you mean MOMENTUM"),
+    ("SOLVER:\n  SCHEDULER:\n    POLICY: {A: 1}\n", r"SOLVER\.SCHEDULER\.POLICY is a value; it cannot be set to"),
+    ("SOLVER: 3\n", r"SOLVER is a group of keys; expected a mapping, got 3"),
+    ("SOLVER:\n  OPTIMIZER:\n    BASE_LR: [0.1]\n", r"SOLVER\.OPTIMIZER\.BASE_LR: expected a float"),
+    ("SOLVER: [\n", r"is not valid YAML"),
+    ("", r"must hold a mapping of keys, got NoneType"),
+    ("- 1\n- 2\n", r"must hold a mapping of keys, got list"),
+])
+def test_bad_files(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as error:
+        get_cfg().merge_from_file(path)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=rf"cannot read config file {missing}: No such file or directory"):
+        get_cfg().merge_from_file(missing)
+
+
+def test_a_failed_merge_names_the_first_bad_key_only_once():
+    cfg = get_cfg()
+    with pytest.raises(ConfigError) as error:
+        cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", "0.5", "SOLVER.NOPE", "1"])
+    assert str(error.value).count("SOLVER.NOPE") == 1
+
+
+def test_merge_from_other_cfg_is_checked_too():
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg(CfgNode({"SOLVER": {"OPTIMIZER": {"BASE_LR": 2}}}))
+    assert cfg.SOLVER.OPTIMIZER.BASE_LR == 2.0
+    with pytest.raises(ConfigError, match=r"unknown config key SOLVER\.EXTRA"):
+        cfg.merge_from_other_cfg({"SOLVER": {"EXTRA": 1}})
+
+
+def test_clone_keeps_the_strict_class():
+    assert type(get_cfg().SOLVER.OPTIMIZER) is CfgNode
