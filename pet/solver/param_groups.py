@@ -1,0 +1,145 @@
+"""Parameter groups (SPEC §3): per-parameter rules, then a merge into the fewest groups.
+
+The rules are plain functions of (name, module, parameter): `param_kind` says what a parameter is (a norm-layer
+parameter, an embedding, a bias, or an ordinary weight) and `param_hyperparams` turns that into an lr and a weight
+decay. `merge_param_groups` is separate: parameters with equal hyperparameters share one group, in first-seen
+order, so the optimizer holds exactly as many groups as there are distinct hyperparameter sets.
+"""
+from typing import Any, Dict, Iterator, List, NamedTuple, Tuple
+
+from torch import nn
+
+# Every norm layer of torch.nn. `_NormBase` also covers subclasses that do not derive from the public classes
+# (the lazy BatchNorm/InstanceNorm variants).
+NORM_TYPES: Tuple[type, ...] = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm, nn.RMSNorm,
+    nn.modules.batchnorm._NormBase,
+)
+
+# Parameter names that hold embeddings or tokens in common vision transformers (ViT, DeiT, Swin, DETR, MAE).
+EMBED_PARAM_NAMES = frozenset({
+    "pos_embed", "cls_token", "absolute_pos_embed", "relative_position_bias_table", "position_embedding",
+    "mask_token",
+})
+
+KINDS = ("norm", "embed", "bias", "weight")
+
+
+class ParamEntry(NamedTuple):
+    """One trainable parameter with its full dotted name, its hyperparameters and a readable label."""
+
+    name: str
+    param: nn.Parameter
+    hyperparams: Dict[str, Any]
+    label: str
+
+
+def trainable_parameters(model: nn.Module) -> Iterator[Tuple[str, nn.Module, str, nn.Parameter]]:
+    """Yield (full name, owning module, local name, parameter) once per trainable parameter.
+
+    Frozen parameters (`requires_grad=False`) are skipped; a parameter shared by several modules is yielded once,
+    under the first name `named_modules()` reaches it by.
+    """
+    seen = set()
+    for module_name, module in model.named_modules():
+        for local_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            yield (f"{module_name}.{local_name}" if module_name else local_name), module, local_name, param
+
+
+def param_kind(local_name: str, module: nn.Module) -> str:
+    """Classify a parameter by the first rule of SPEC §3 that applies: norm, embed, bias, or weight."""
+    if isinstance(module, NORM_TYPES):
+        return "norm"
+    if isinstance(module, nn.Embedding) or local_name in EMBED_PARAM_NAMES:
+        return "embed"
+    if local_name == "bias":
+        return "bias"
+    return "weight"
+
+
+def in_backbone(full_name: str, backbone_prefix: str) -> bool:
+    """Whether a parameter lives under the backbone module (`BACKBONE_PREFIX` followed by a dot)."""
+    return full_name.startswith(backbone_prefix + ".")
+
+
+def param_hyperparams(full_name: str, kind: str, cfg: Any) -> Dict[str, Any]:
+    """The lr and weight decay SPEC §3 gives a parameter of this kind and name (cfg: SOLVER.OPTIMIZER)."""
+    weight_decay = {
+        "norm": cfg.WEIGHT_DECAY_NORM,
+        "embed": cfg.WEIGHT_DECAY_EMBED,
+        "bias": cfg.WEIGHT_DECAY_BIAS,
+        "weight": cfg.WEIGHT_DECAY,
+    }[kind]
+    lr = cfg.BASE_LR
+    if in_backbone(full_name, cfg.BACKBONE_PREFIX):
+        lr *= cfg.BACKBONE_LR_FACTOR
+    if kind == "bias":
+        lr *= cfg.BIAS_LR_FACTOR
+    hyperparams = {"lr": lr, "weight_decay": weight_decay}
+    if cfg.TYPE.upper() == "LARS":
+        hyperparams["lars_exclude"] = cfg.LARS.EXCLUDE_NORM_AND_BIAS and kind in ("norm", "bias")
+    return hyperparams
+
+
+def param_entries(model: nn.Module, cfg: Any) -> List[ParamEntry]:
+    """Apply the rules to every trainable parameter of `model` (cfg: SOLVER.OPTIMIZER)."""
+    entries = []
+    for full_name, module, local_name, param in trainable_parameters(model):
+        kind = param_kind(local_name, module)
+        scope = cfg.BACKBONE_PREFIX if in_backbone(full_name, cfg.BACKBONE_PREFIX) else ""
+        entries.append(ParamEntry(full_name, param, param_hyperparams(full_name, kind, cfg), f"{scope}:{kind}"))
+    return entries
+
+
+def merge_param_groups(entries: List[ParamEntry]) -> List[Dict[str, Any]]:
+    """Merge entries with equal hyperparameters into one group each, in first-seen order.
+
+    Each group holds `params` as (name, tensor) pairs, so torch records `param_names`, and a readable `name`.
+    """
+    groups: Dict[Tuple, Dict[str, Any]] = {}
+    labels: Dict[Tuple, List[str]] = {}
+    for entry in entries:
+        key = tuple(sorted(entry.hyperparams.items()))
+        if key not in groups:
+            groups[key] = {"params": [], **entry.hyperparams}
+            labels[key] = []
+        groups[key]["params"].append((entry.name, entry.param))
+        if entry.label not in labels[key]:
+            labels[key].append(entry.label)
+    names: List[str] = []
+    for key, group in groups.items():
+        group["name"] = _unique(group_name(labels[key]), names)
+        names.append(group["name"])
+    return list(groups.values())
+
+
+def group_name(labels: List[str]) -> str:
+    """A readable name from member labels `scope:kind`: `backbone.norm`, `bias`, `backbone.norm+bias`.
+
+    The scope is named only when every member shares it; kinds are joined with `+` in first-seen order.
+    """
+    scopes = {label.split(":", 1)[0] for label in labels}
+    kinds = list(dict.fromkeys(label.split(":", 1)[1] for label in labels))
+    scope = scopes.pop() if len(scopes) == 1 else ""
+    return f"{scope}.{'+'.join(kinds)}" if scope else "+".join(kinds)
+
+
+def _unique(name: str, taken: List[str]) -> str:
+    suffix = 2
+    candidate = name
+    while candidate in taken:
+        candidate = f"{name}#{suffix}"
+        suffix += 1
+    return candidate
+
+
+def build_param_groups(model: nn.Module, cfg: Any) -> List[Dict[str, Any]]:
+    """Rules then merge: the param groups for `model` under SOLVER.OPTIMIZER `cfg`."""
+    entries = param_entries(model, cfg)
+    if not entries:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters (all are frozen or there are none)")
+    return merge_param_groups(entries)

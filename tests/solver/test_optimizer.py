@@ -1,0 +1,127 @@
+"""`Optimizer(...).build()`: the class, its arguments, kernels, and refusals (SPEC §1, §2, §5)."""
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from pet.config import ConfigError, get_cfg
+from pet.solver import LARS, Optimizer
+from pet.solver.optimizer_types import optimizer_class
+from tests.toy_model import fill_grads, toy_model
+
+
+def build(*overrides, model=None):
+    cfg = get_cfg()
+    cfg.merge_from_list(list(overrides))
+    return Optimizer(model if model is not None else toy_model(), cfg.SOLVER.OPTIMIZER).build()
+
+
+@pytest.mark.parametrize("name, cls", [("SGD", torch.optim.SGD), ("adamw", torch.optim.AdamW),
+                                       ("Adam", torch.optim.Adam), ("RMSPROP", torch.optim.RMSprop),
+                                       ("lars", LARS), ("NAdam", torch.optim.NAdam), ("ADAGRAD", torch.optim.Adagrad)])
+def test_type_names_are_case_insensitive_and_give_the_plain_torch_class(name, cls):
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", name)
+    assert type(optimizer) is cls  # no subclass, no class swapping
+
+
+def test_sgd_gets_momentum_and_nesterov():
+    group = build("SOLVER.OPTIMIZER.MOMENTUM", 0.8, "SOLVER.OPTIMIZER.NESTEROV", True).param_groups[0]
+    assert (group["momentum"], group["nesterov"]) == (0.8, True)
+
+
+def test_adam_family_gets_betas_and_eps():
+    group = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.BETAS", [0.8, 0.99],
+                  "SOLVER.OPTIMIZER.EPS", 1e-6).param_groups[0]
+    assert (group["betas"], group["eps"]) == ((0.8, 0.99), 1e-6)
+
+
+def test_rmsprop_gets_momentum_and_eps():
+    group = build("SOLVER.OPTIMIZER.TYPE", "RMSPROP", "SOLVER.OPTIMIZER.MOMENTUM", 0.5,
+                  "SOLVER.OPTIMIZER.EPS", 1e-5).param_groups[0]
+    assert (group["momentum"], group["eps"]) == (0.5, 1e-5)
+
+
+def test_adam_updates_follow_the_param_rules():
+    # Pet's ADAM ignored every rule (one group, one decay). Ours: Adam's first step moves each parameter by
+    # about lr (|m/sqrt(v)| = 1 at step 1), so a group's lr shows in the size of its update.
+    model = toy_model()
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", "ADAM", "SOLVER.OPTIMIZER.BASE_LR", 0.01,
+                      "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.1, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0, model=model)
+    before_backbone = model.backbone.conv.weight.detach().clone()
+    before_head = model.head.fc.weight.detach().clone()
+    fill_grads(model)
+    optimizer.step()
+    assert (model.backbone.conv.weight - before_backbone).abs().max().item() == pytest.approx(0.001, rel=1e-3)
+    assert (model.head.fc.weight - before_head).abs().max().item() == pytest.approx(0.01, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["SGD", "ADAM", "ADAMW"])
+def test_fused_kernels_are_chosen_on_cpu(name):
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", name)
+    assert all(group["fused"] for group in optimizer.param_groups)
+
+
+def test_fused_falls_back_when_torch_refuses_it():
+    model = nn.Module()
+    model.z = nn.Parameter(torch.ones(3, dtype=torch.complex64))  # fused kernels take real floats only
+    optimizer = build("SOLVER.OPTIMIZER.BASE_LR", 0.5, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0, model=model)
+    assert not optimizer.param_groups[0]["fused"]
+    model.z.grad = torch.full((3,), 1 + 1j, dtype=torch.complex64)
+    optimizer.step()
+    torch.testing.assert_close(model.z.detach(), torch.full((3,), 0.5 - 0.5j, dtype=torch.complex64))
+
+
+def test_classes_without_fused_kernels_use_the_torch_default():
+    assert "fused" not in build("SOLVER.OPTIMIZER.TYPE", "RMSPROP").param_groups[0]
+
+
+def test_fused_and_reference_sgd_agree():
+    model, reference = toy_model(), toy_model()
+    optimizer = build("SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.01, model=model)
+    plain = torch.optim.SGD([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+                             for g in build("SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.01,
+                                            model=reference).param_groups], momentum=0.9, foreach=False)
+    for step in range(3):
+        fill_grads(model, seed=step)
+        fill_grads(reference, seed=step)
+        optimizer.step()
+        plain.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_an_optimizer_without_weight_decay_refuses_a_nonzero_decay():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Rprop has no weight decay"):
+        build("SOLVER.OPTIMIZER.TYPE", "RPROP")
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", "RPROP", "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0)
+    assert type(optimizer) is torch.optim.Rprop
+
+
+def test_a_changed_key_the_class_cannot_use_is_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="pet.solver.optimizer"):
+        build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.MOMENTUM", 0.5)
+    assert "SOLVER.OPTIMIZER.MOMENTUM = 0.5 is not used by AdamW" in caplog.text
+
+
+def test_unknown_type_lists_the_allowed_names():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = 'SGDD' is invalid; allowed: .*ADAMW.*LARS.*SGD"):
+        build("SOLVER.OPTIMIZER.TYPE", "SGDD")
+
+
+def test_lbfgs_is_refused():
+    with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER.TYPE = 'LBFGS'"):
+        optimizer_class("LBFGS")
+
+
+def test_construction_errors_name_the_type():
+    # Muon only optimizes 2-D weights; the toy model has vectors too.
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Muon cannot optimize this model"):
+        build("SOLVER.OPTIMIZER.TYPE", "MUON")
+
+
+def test_build_logs_the_parameter_group_report(caplog):
+    with caplog.at_level(logging.INFO, logger="pet.solver.optimizer"):
+        build()
+    assert "Optimizer SGD with 2 parameter groups" in caplog.text
+    assert "embed+bias+norm" in caplog.text
