@@ -1,0 +1,135 @@
+"""`LearningRateScheduler`: a thin torch adapter over the closed-form schedule of `schedules` (SPEC §4).
+
+The lr of group g after k updates is always initial_lr_g * f(k), computed from scratch: never from the current
+lr, so a hand edit, a resume or a second scheduler cannot compound. `state_dict()` holds the update count; loading
+it rewrites every group's lr, so the first update after a resume runs at exactly the lr of an uninterrupted run.
+"""
+import logging
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from pet.config.errors import ConfigError
+from pet.config.validation import invalid_value, validate_scheduler_cfg
+from pet.solver.schedules import LRSchedule
+
+logger = logging.getLogger(__name__)
+
+_PREFIX = "SOLVER.SCHEDULER"
+
+
+def _epochs_to_iters(epochs: float, iter_per_epoch: int) -> int:
+    return int(round(epochs * iter_per_epoch))
+
+
+def lr_schedule_from_cfg(solver_cfg: Any, iter_per_epoch: int = -1) -> LRSchedule:
+    """Build the pure schedule from the SOLVER node, converting epoch units with `iter_per_epoch`.
+
+    Raises `ConfigError` for invalid keys, and for epoch units (TOTAL_EPOCHS or WARM_UP_EPOCHS) without
+    `iter_per_epoch > 0`.
+    """
+    sched = solver_cfg.SCHEDULER
+    validate_scheduler_cfg(sched)
+    for key in ("TOTAL_EPOCHS", "WARM_UP_EPOCHS"):
+        if sched[key] is not None and not iter_per_epoch > 0:
+            raise ConfigError(f"{_PREFIX}.{key} = {sched[key]!r} is in epochs and needs iter_per_epoch > 0 "
+                              f"(got {iter_per_epoch}); set {_PREFIX}.{key} to None to count in iterations")
+    if sched.TOTAL_EPOCHS is None:
+        total, steps = sched.TOTAL_ITERS, tuple(sched.STEPS)
+    else:
+        total = sched.TOTAL_EPOCHS * iter_per_epoch
+        steps = tuple(_epochs_to_iters(s, iter_per_epoch) for s in sched.STEPS)
+        _check_steps_in_iters(steps, total, sched, iter_per_epoch)
+    warmup = (sched.WARM_UP_ITERS if sched.WARM_UP_EPOCHS is None
+              else _epochs_to_iters(sched.WARM_UP_EPOCHS, iter_per_epoch))
+    return LRSchedule(
+        policy=sched.POLICY.upper(), total_iters=total, steps=steps, gamma=sched.GAMMA, warmup_iters=warmup,
+        warmup_factor=sched.WARM_UP_FACTOR, warmup_method=sched.WARM_UP_METHOD.upper(), lr_pow=sched.LR_POW,
+        min_lr_factor=sched.MIN_LR_FACTOR,
+    )
+
+
+def _check_steps_in_iters(steps: tuple, total: int, sched: Any, iter_per_epoch: int) -> None:
+    """Epoch STEPS must stay strictly increasing and inside (0, M) once rounded to iterations."""
+    if sched.POLICY.upper() not in ("STEP", "STEP_COSINE"):
+        return
+    if steps[0] <= 0 or any(a >= b for a, b in zip(steps, steps[1:])) or steps[-1] >= total:
+        raise ConfigError(invalid_value(
+            f"{_PREFIX}.STEPS", tuple(sched.STEPS),
+            f"epochs that stay distinct and inside (0, {total}) iterations at {iter_per_epoch} iterations per "
+            f"epoch (they become {steps})"))
+
+
+class LearningRateScheduler(LRScheduler):
+    """Sets every group's lr to initial_lr * f(k), where k is the number of optimizer updates done.
+
+    Args:
+        optimizer: the optimizer whose groups it drives (their `lr` at construction is their base lr).
+        solver_cfg: the SOLVER node (SCHEDULER keys, and OPTIMIZER.BASE_LR for log messages).
+        start_iter: k at construction, e.g. the iteration a run resumes from.
+        iter_per_epoch: iterations per epoch; needed only for epoch units.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, solver_cfg: Any, start_iter: int = 0,
+                 iter_per_epoch: int = -1) -> None:
+        if not isinstance(start_iter, int) or isinstance(start_iter, bool) or start_iter < 0:
+            raise ValueError(f"start_iter must be an integer >= 0, got {start_iter!r}")
+        self.schedule = lr_schedule_from_cfg(solver_cfg, iter_per_epoch)
+        self.log_threshold = float(solver_cfg.SCHEDULER.LOG_LR_CHANGE_THRESHOLD)
+        self.reference_lr = float(solver_cfg.OPTIMIZER.BASE_LR)
+        self._factor: Optional[float] = None
+        super().__init__(optimizer, last_epoch=-1)  # records initial_lr, then calls step() once: k = 0
+        self.last_epoch = start_iter
+        self._apply_lrs(log=False)
+
+    def get_lr(self) -> List[float]:
+        """The closed-form lr of every group at the current update count."""
+        factor = self.schedule(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def step(self, epoch: Optional[int] = None) -> None:
+        """Advance by one optimizer update and write the new lr into every group."""
+        if epoch is not None:
+            raise TypeError("LearningRateScheduler.step() takes no epoch: it counts optimizer updates")
+        self._step_count += 1
+        self.last_epoch += 1
+        self._apply_lrs(log=self.last_epoch > 1)
+
+    def _apply_lrs(self, log: bool) -> None:
+        factor = self.schedule(self.last_epoch)
+        lrs = [base_lr * factor for base_lr in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = lrs
+        if log and self._factor is not None and self._is_big_change(self._factor, factor):
+            logger.info("Changing learning rate %.7f -> %.7f", self._factor * self.reference_lr,
+                        factor * self.reference_lr)
+        self._factor = factor
+
+    def _is_big_change(self, old: float, new: float) -> bool:
+        # As Pet: the ratio of the two lrs beyond the threshold, and not a drop to (nearly) zero.
+        if old == new or new * self.reference_lr <= 1e-7 or old <= 0:
+            return False
+        return max(new / old, old / new) > self.log_threshold
+
+    def group_names(self) -> List[str]:
+        """The names of the optimizer's groups, in order (their index where a group has no name)."""
+        return [str(group.get("name", index)) for index, group in enumerate(self.optimizer.param_groups)]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The update count, the group names it applies to, and the last lrs (for inspection)."""
+        return {"last_epoch": self.last_epoch, "_step_count": self._step_count, "group_names": self.group_names(),
+                "base_lrs": list(self.base_lrs), "last_lr": list(self._last_lr)}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Resume at the saved update count and rewrite every group's lr from its initial_lr."""
+        saved, current = state_dict.get("group_names"), self.group_names()
+        if saved is not None and list(saved) != current:
+            raise ValueError(f"scheduler state was saved for param groups {list(saved)}, but the optimizer now "
+                             f"has {current}; the model or the grouping rules changed since the checkpoint")
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
+        self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
+        self._factor = None
+        self._apply_lrs(log=False)

@@ -1,0 +1,258 @@
+"""`LearningRateScheduler` (SPEC §4): config to lr, every policy x warmup, epochs, start_iter, exact resume."""
+import io
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from pet.config import ConfigError, get_cfg
+from pet.solver import LearningRateScheduler, Optimizer
+from tests.toy_model import fill_grads, toy_model
+
+# A run of 100 updates, milestones 30 and 60, 10 warmup updates from 0.1 of the base lr, base lr 0.1.
+BASE = ["SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.SCHEDULER.TOTAL_ITERS", 100, "SOLVER.SCHEDULER.STEPS", (30, 60),
+        "SOLVER.SCHEDULER.WARM_UP_ITERS", 10, "SOLVER.SCHEDULER.WARM_UP_FACTOR", 0.1]
+
+
+def make(*overrides, model=None, start_iter=0, iter_per_epoch=-1):
+    cfg = get_cfg()
+    cfg.merge_from_list(BASE + list(overrides))
+    model = model if model is not None else nn.Linear(2, 1, bias=False)
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    return optimizer, LearningRateScheduler(optimizer, cfg.SOLVER, start_iter=start_iter,
+                                            iter_per_epoch=iter_per_epoch)
+
+
+def lr_history(optimizer, scheduler, updates):
+    """The lr each of the next `updates` updates runs at."""
+    history = []
+    for _ in range(updates):
+        history.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return history
+
+
+# (policy, warmup method, {k: lr}), hand-computed: warmup LINEAR 0.1*(1-a)+a, EXP 0.1**(1-a), CONSTANT 0.1.
+TABLE = [
+    ("STEP", "LINEAR", {0: 0.01, 5: 0.055, 10: 0.1, 29: 0.1, 30: 0.01, 59: 0.01, 60: 0.001, 100: 0.001, 130: 0.001}),
+    ("STEP", "CONSTANT", {0: 0.01, 9: 0.01, 10: 0.1, 30: 0.01}),
+    ("STEP", "EXP", {0: 0.01, 5: 0.031622776601683794, 10: 0.1, 60: 0.001}),
+    # COSINE: 0.1 * (1 + cos(pi k / 100)) / 2; k = 5 adds the LINEAR warmup 0.55.
+    ("COSINE", "LINEAR", {0: 0.01, 5: 0.1 * 0.55 * 0.9938441702975689, 50: 0.05, 75: 0.014644660940672627,
+                          100: 0.0, 130: 0.0}),
+    ("COSINE", "CONSTANT", {5: 0.1 * 0.1 * 0.9938441702975689, 50: 0.05}),
+    ("COSINE", "EXP", {0: 0.01, 50: 0.05}),
+    # POLY with LR_POW 0.9: 0.1 * (1 - k / 100) ** 0.9; 0.5 ** 0.9 = 0.5358867312681466.
+    ("POLY", "LINEAR", {0: 0.01, 50: 0.05358867312681466, 100: 0.0, 150: 0.0}),
+    ("POLY", "CONSTANT", {5: 0.1 * 0.1 * 0.95 ** 0.9, 50: 0.05358867312681466}),
+    ("POLY", "EXP", {0: 0.01, 50: 0.05358867312681466}),
+    # STEP_COSINE: 0.1 to k=30, 0.01 to k=60, then 0.01 * (1 + cos(pi (k - 60) / 40)) / 2.
+    ("STEP_COSINE", "LINEAR", {0: 0.01, 29: 0.1, 30: 0.01, 59: 0.01, 60: 0.01, 80: 0.005, 100: 0.0, 101: 0.0}),
+    ("STEP_COSINE", "CONSTANT", {5: 0.01, 40: 0.01}),
+    ("STEP_COSINE", "EXP", {0: 0.01, 80: 0.005}),
+]
+
+
+@pytest.mark.parametrize("policy, method, expected", TABLE)
+def test_every_policy_and_warmup_method(policy, method, expected):
+    optimizer, scheduler = make("SOLVER.SCHEDULER.POLICY", policy, "SOLVER.SCHEDULER.WARM_UP_METHOD", method)
+    history = lr_history(optimizer, scheduler, max(expected) + 1)
+    for k, lr in expected.items():
+        assert history[k] == pytest.approx(lr, rel=1e-12, abs=1e-15), k
+
+
+def test_min_lr_factor_is_a_floor_per_group():
+    model = toy_model()
+    optimizer, scheduler = make("SOLVER.SCHEDULER.POLICY", "COSINE", "SOLVER.SCHEDULER.MIN_LR_FACTOR", 0.1,
+                                "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.5,
+                                model=model)
+    lr_history(optimizer, scheduler, 150)
+    # At and past M each group holds m times its own base lr.
+    assert {g["name"]: g["lr"] for g in optimizer.param_groups} == pytest.approx({
+        "embed+bias+norm": 0.01, "backbone.embed+bias+norm": 0.005, "backbone.weight": 0.005, "weight": 0.01})
+
+
+def test_each_group_follows_its_own_base_lr():
+    optimizer, scheduler = make("SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.5, "SOLVER.OPTIMIZER.BIAS_LR_FACTOR", 2.0,
+                                model=toy_model())
+    bases = [g["initial_lr"] for g in optimizer.param_groups]
+    for _ in range(35):
+        optimizer.step()
+        scheduler.step()
+    # k = 35: past warmup and the first milestone: 0.1 of each base.
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1 * b for b in bases])
+    assert scheduler.get_last_lr() == pytest.approx([0.1 * b for b in bases])
+    assert len(set(bases)) > 2
+
+
+def test_epoch_units():
+    # 10 epochs of 10 updates: M = 100; STEPS (3, 6) epochs = (30, 60); WARM_UP_EPOCHS 0.5 = 5 updates.
+    optimizer, scheduler = make("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10, "SOLVER.SCHEDULER.STEPS", (3, 6),
+                                "SOLVER.SCHEDULER.WARM_UP_EPOCHS", 0.5, iter_per_epoch=10)
+    assert (scheduler.schedule.total_iters, scheduler.schedule.steps, scheduler.schedule.warmup_iters) == (
+        100, (30, 60), 5)
+    history = lr_history(optimizer, scheduler, 70)
+    assert history[2] == pytest.approx(0.1 * (0.1 * 0.6 + 0.4))  # a = 2/5
+    assert (history[5], history[29], history[30], history[60]) == pytest.approx((0.1, 0.1, 0.01, 0.001))
+
+
+def test_warmup_epochs_work_without_total_epochs():
+    # Pet silently ignored WARM_UP_EPOCHS unless TOTAL_EPOCHS was set.
+    optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_EPOCHS", 1.0, iter_per_epoch=20)
+    assert scheduler.schedule.warmup_iters == 20
+    assert lr_history(optimizer, scheduler, 11)[10] == pytest.approx(0.1 * 0.55)
+
+
+def test_fractional_warmup_epochs_are_rounded():
+    _, scheduler = make("SOLVER.SCHEDULER.WARM_UP_EPOCHS", 0.33, iter_per_epoch=10)
+    assert scheduler.schedule.warmup_iters == 3
+
+
+@pytest.mark.parametrize("key, value", [("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10),
+                                        ("SOLVER.SCHEDULER.WARM_UP_EPOCHS", 1.0)])
+def test_epoch_units_without_iter_per_epoch_are_a_config_error(key, value):
+    extra = ["SOLVER.SCHEDULER.STEPS", (3, 6)] if key.endswith("TOTAL_EPOCHS") else []
+    with pytest.raises(ConfigError, match=rf"{key} = .* needs iter_per_epoch > 0 \(got -1\)"):
+        make(key, value, *extra)
+
+
+def test_epoch_steps_that_collapse_when_rounded_are_a_config_error():
+    with pytest.raises(ConfigError, match=r"SOLVER\.SCHEDULER\.STEPS = \(3, 3\.1\) is invalid.*become \(6, 6\)"):
+        make("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10, "SOLVER.SCHEDULER.STEPS", (3, 3.1), iter_per_epoch=2)
+
+
+@pytest.mark.parametrize("start_iter, expected_now, expected_next", [
+    (0, 0.01, 0.019), (5, 0.055, 0.064), (35, 0.01, 0.01), (59, 0.01, 0.001), (200, 0.001, 0.001)])
+def test_start_iter_sets_k(start_iter, expected_now, expected_next):
+    optimizer, scheduler = make(start_iter=start_iter)
+    assert scheduler.last_epoch == start_iter
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected_now)
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected_next)
+
+
+def test_start_iter_must_be_a_non_negative_integer():
+    with pytest.raises(ValueError, match="start_iter must be an integer >= 0"):
+        make(start_iter=-3)
+
+
+def test_lr_is_closed_form_not_recursive():
+    optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_ITERS", 0)
+    optimizer.param_groups[0]["lr"] = 123.0  # a hand edit must not compound into later lrs
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.1
+    assert scheduler.get_lr() == [0.1]
+
+
+def test_a_second_scheduler_on_the_same_optimizer_does_not_compound():
+    optimizer, first = make(start_iter=40)
+    cfg = get_cfg()
+    cfg.merge_from_list(BASE)
+    LearningRateScheduler(optimizer, cfg.SOLVER, start_iter=40)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # not 0.001: initial_lr is kept
+
+
+def test_step_takes_no_epoch():
+    _, scheduler = make()
+    with pytest.raises(TypeError, match="takes no epoch"):
+        scheduler.step(3)
+
+
+def run(updates, model, optimizer, scheduler):
+    lrs = []
+    for _ in range(updates):
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+        fill_grads(model, seed=scheduler.last_epoch)
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def round_trip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+OVERRIDES = ["SOLVER.SCHEDULER.POLICY", "STEP_COSINE", "SOLVER.SCHEDULER.MIN_LR_FACTOR", 0.05,
+             "SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.3]
+
+
+@pytest.mark.parametrize("scheduler_first", [True, False])
+def test_save_load_continue_matches_an_uninterrupted_run(scheduler_first):
+    model = toy_model()
+    optimizer, scheduler = make(*OVERRIDES, model=model)
+    uninterrupted = run(120, model, optimizer, scheduler)
+
+    model = toy_model()
+    optimizer, scheduler = make(*OVERRIDES, model=model)
+    first_part = run(45, model, optimizer, scheduler)
+    saved = round_trip({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict()})
+
+    resumed_model = toy_model(seed=99)
+    resumed_model.load_state_dict(saved["model"])
+    optimizer, scheduler = make(*OVERRIDES, model=resumed_model)  # a fresh process: start_iter 0
+    if scheduler_first:
+        scheduler.load_state_dict(saved["scheduler"])
+        optimizer.load_state_dict(saved["optimizer"])
+    else:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+    second_part = run(75, resumed_model, optimizer, scheduler)
+
+    assert first_part + second_part == uninterrupted
+    reference = toy_model()
+    optimizer, scheduler = make(*OVERRIDES, model=reference)
+    run(120, reference, optimizer, scheduler)
+    for p, q in zip(resumed_model.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_the_first_update_after_a_resume_runs_at_the_right_lr():
+    # Pet restored only the iteration: the first resumed update ran at the warmup lr.
+    optimizer, scheduler = make()
+    lr_history(optimizer, scheduler, 40)
+    state = round_trip(scheduler.state_dict())
+    fresh_optimizer, fresh = make()
+    assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # warmup start
+    fresh.load_state_dict(state)
+    assert fresh.last_epoch == 40
+    assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # k = 40: after the first milestone
+    fresh_optimizer.step()
+    fresh.step()
+    assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_loading_state_for_other_groups_names_them():
+    _, scheduler = make(model=toy_model())
+    state = scheduler.state_dict()
+    _, other = make("SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.5, model=toy_model())
+    with pytest.raises(ValueError, match=r"saved for param groups \['embed\+bias\+norm', 'weight'\].*"
+                                         r"now has \['embed\+bias\+norm', 'backbone.embed\+bias\+norm'"):
+        other.load_state_dict(state)
+
+
+def test_lr_changes_are_logged_above_the_threshold(caplog):
+    optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_ITERS", 0)
+    with caplog.at_level(logging.INFO, logger="pet.solver.lr_scheduler"):
+        lr_history(optimizer, scheduler, 70)
+    changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Changing learning rate")]
+    assert changes == ["Changing learning rate 0.1000000 -> 0.0100000",
+                       "Changing learning rate 0.0100000 -> 0.0010000"]
+
+
+def test_warmup_changes_are_logged_while_their_ratio_exceeds_the_threshold(caplog):
+    optimizer, scheduler = make()
+    with caplog.at_level(logging.INFO, logger="pet.solver.lr_scheduler"):
+        lr_history(optimizer, scheduler, 12)
+    changes = [r.getMessage()[len("Changing learning rate "):] for r in caplog.records]
+    # LINEAR warmup lrs 0.01, 0.019, ..., 0.091, 0.1. As in Pet the first update (k = 1) is not logged;
+    # 0.091 -> 0.1 is a ratio of 1.0989 < 1.1, while 0.082 -> 0.091 is 1.1098 > 1.1.
+    assert changes == [f"{a:.7f} -> {b:.7f}" for a, b in zip(
+        [0.019, 0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082], [0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082, 0.091])]
