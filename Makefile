@@ -11,7 +11,6 @@ setup: $(STAMP)
 
 $(STAMP): requirements/dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
