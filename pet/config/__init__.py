@@ -2,12 +2,14 @@
 from pet.config.errors import ConfigError
 from pet.config.defaults import get_cfg
 from pet.config.node import CfgNode
-from pet.config.validation import validate_optimizer_cfg, validate_scheduler_cfg, validate_solver_cfg
+from pet.config.validation import (validate_cfg, validate_optimizer_cfg, validate_scheduler_cfg,
+                                   validate_solver_cfg)
 
 __all__ = [
     "CfgNode",
     "ConfigError",
     "get_cfg",
+    "validate_cfg",
     "validate_optimizer_cfg",
     "validate_scheduler_cfg",
     "validate_solver_cfg",

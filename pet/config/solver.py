@@ -36,6 +36,15 @@ def solver_defaults() -> CfgNode:
     lars.EXCLUDE_NORM_AND_BIAS = True
 
 
+    accumulation = solver.ACCUMULATION = CfgNode()
+    # Micro-batches per optimizer update. The schedule counts updates, not micro-batches.
+    accumulation.STEPS = 1
+
+    amp = solver.AMP = CfgNode()
+    # Mixed precision: float16 uses a GradScaler (gradients unscaled before clipping), bfloat16 needs none.
+    amp.ENABLED = False
+    amp.DTYPE = "float16"  # float16, bfloat16
+
     sched = solver.SCHEDULER = CfgNode()
     sched.POLICY = "STEP"  # STEP, COSINE, STEP_COSINE, POLY
     sched.TOTAL_ITERS = 40000

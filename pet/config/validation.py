@@ -109,14 +109,18 @@ SCHEDULER_RULES: Dict[str, Rule] = {
 def check_node(node: Any, rules: Dict[str, Rule], prefix: str, sub_nodes: Iterable[str] = ()) -> None:
     """Raise `ConfigError` for the first key of `node` that is unknown, missing or outside its allowed values."""
     known = set(rules) | set(sub_nodes)
+    dot = f"{prefix}." if prefix else ""
     for key in node.keys():
         if key not in known:
-            raise ConfigError(f"unknown config key {prefix}.{key}")
+            raise ConfigError(f"unknown config key {dot}{key}")
+    for key in sub_nodes:
+        if key not in node:
+            raise ConfigError(f"missing config key {dot}{key}")
     for key, (is_valid, allowed) in rules.items():
         if key not in node:
-            raise ConfigError(f"missing config key {prefix}.{key}")
+            raise ConfigError(f"missing config key {dot}{key}")
         if not is_valid(node[key]):
-            raise ConfigError(invalid_value(f"{prefix}.{key}", node[key], allowed))
+            raise ConfigError(invalid_value(f"{dot}{key}", node[key], allowed))
 
 
 def invalid_value(full_key: str, value: Any, allowed: str) -> str:
@@ -150,8 +154,60 @@ def validate_scheduler_cfg(sched: Any, prefix: str = "SOLVER.SCHEDULER") -> None
                                         f"each step in (0, {prefix}.{total_key} = {total})"))
 
 
+ACCUMULATION_RULES: Dict[str, Rule] = {
+    "STEPS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+AMP_RULES: Dict[str, Rule] = {
+    "ENABLED": (_is_bool, "True or False"),
+    "DTYPE": (_one_of(("float16", "bfloat16"), case_sensitive=True), "float16 | bfloat16"),
+}
+
+MODEL_RULES: Dict[str, Rule] = {
+    "NAME": (lambda v: isinstance(v, str) and v != "", "a torchvision classification model name"),
+    "NUM_CLASSES": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "NORM": (_one_of(("BN", "GN", "FROZEN_BN")), "BN | GN | FROZEN_BN"),
+    "SMALL_INPUT": (_is_bool, "True or False"),
+}
+
+DATA_RULES: Dict[str, Rule] = {
+    "DATASET": (_one_of(("digits", "image_folder", "fake"), case_sensitive=True), "digits | image_folder | fake"),
+    "ROOT": (lambda v: isinstance(v, str), "a folder path (image_folder)"),
+    "IMAGE_SIZE": (lambda v: _is_int(v) and v >= 8, "an integer >= 8"),
+    "VAL_FRACTION": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "FAKE_SIZE": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "NUM_WORKERS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+}
+
+_positive_int: Rule = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+
+TRAIN_RULES: Dict[str, Rule] = {
+    "BATCH_SIZE": _positive_int,
+    "CHECKPOINT_PERIOD": _positive_int,
+    "CHECKPOINTS_TO_KEEP": _positive_int,
+    "WRITER_PERIOD": _positive_int,
+    "EVAL_PERIOD": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
+}
+
+
 def validate_solver_cfg(solver: Any) -> None:
     """Check the whole SOLVER tree."""
-    check_node(solver, {}, "SOLVER", sub_nodes=("OPTIMIZER", "SCHEDULER"))
+    check_node(solver, {}, "SOLVER", sub_nodes=("OPTIMIZER", "SCHEDULER", "ACCUMULATION", "AMP"))
     validate_optimizer_cfg(solver.OPTIMIZER)
     validate_scheduler_cfg(solver.SCHEDULER)
+    check_node(solver.ACCUMULATION, ACCUMULATION_RULES, "SOLVER.ACCUMULATION")
+    check_node(solver.AMP, AMP_RULES, "SOLVER.AMP")
+
+
+def validate_cfg(cfg: Any) -> None:
+    """Check the whole config: top-level keys, MODEL, DATA, TRAIN, TEST and SOLVER."""
+    check_node(cfg, {"OUTPUT_DIR": (lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
+                     "SEED": (lambda v: _is_int(v) and v >= 0, "an integer >= 0")},
+               "", sub_nodes=("MODEL", "DATA", "TRAIN", "TEST", "SOLVER"))
+    check_node(cfg.MODEL, MODEL_RULES, "MODEL")
+    check_node(cfg.DATA, DATA_RULES, "DATA")
+    if cfg.DATA.DATASET == "image_folder" and not cfg.DATA.ROOT:
+        raise ConfigError("DATA.ROOT is empty; DATA.DATASET = 'image_folder' needs a folder with train/ and val/")
+    check_node(cfg.TRAIN, TRAIN_RULES, "TRAIN")
+    check_node(cfg.TEST, {"BATCH_SIZE": _positive_int}, "TEST")
+    validate_solver_cfg(cfg.SOLVER)
