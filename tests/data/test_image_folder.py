@@ -1,0 +1,61 @@
+"""A user's image folders: loading, and clear errors for missing folders, empty folders and unreadable images."""
+import pytest
+import torch
+from PIL import Image
+
+from pet.config import ConfigError, get_cfg
+from pet.data import DataError, build_dataset
+
+
+def make_folder(root, classes=("cat", "dog"), per_class=2, size=20):
+    for split in ("train", "val"):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (size + i, size), color=(40 * index, 100, 200)).save(folder / f"{i}.png")
+    return root
+
+
+def folder_cfg(root, image_size=16):
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATA.DATASET", "image_folder", "DATA.ROOT", str(root), "DATA.IMAGE_SIZE", image_size])
+    return cfg
+
+
+def test_loads_both_splits(tmp_path):
+    cfg = folder_cfg(make_folder(tmp_path))
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    assert (len(train), len(val), train.classes) == (4, 4, ["cat", "dog"])
+    image, label = val[3]
+    assert image.shape == (3, 16, 16) and label == 1
+    assert torch.isfinite(image).all()
+
+
+def test_missing_folder_names_the_key_and_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"DATA\.ROOT = '.*nowhere' has no train/ folder"):
+        build_dataset(folder_cfg(tmp_path / "nowhere"), "train")
+
+
+def test_empty_folder_is_a_config_error(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(ConfigError, match=r"DATA\.ROOT = .*: train/ holds no images in class folders"):
+        build_dataset(folder_cfg(tmp_path), "train")
+
+
+def test_unreadable_image_names_its_path(tmp_path):
+    make_folder(tmp_path)
+    broken = tmp_path / "train" / "cat" / "0.png"
+    broken.write_bytes(b"not a png")
+    dataset = build_dataset(folder_cfg(tmp_path), "train")
+    with pytest.raises(DataError, match=rf"cannot read image {broken}"):
+        dataset[0]
+
+
+def test_fake_data_is_deterministic_and_splits_differ():
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATA.DATASET", "fake", "DATA.FAKE_SIZE", 8, "DATA.IMAGE_SIZE", 12])
+    train, again, val = build_dataset(cfg, "train"), build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    assert len(train) == 8 and train[0][0].shape == (3, 12, 12)
+    assert torch.equal(train[3][0], again[3][0])
+    assert not torch.equal(train[3][0], val[3][0])
