@@ -1,0 +1,150 @@
+"""Checkpoints that survive crashes (SPEC §6): atomic writes, `weights_only` reads, the last N kept.
+
+A checkpoint holds the state of every registered object (model, optimizer, scheduler, grad scaler), the
+iteration to resume at, and the RNG states of torch, CUDA, Python and NumPy. It is written to a temporary file
+in the same folder, flushed and fsync'ed, then renamed over its final name, and the folder is fsync'ed: a crash
+at any moment leaves either the old file or the complete new one, never half of one. `last_checkpoint` names
+the newest complete checkpoint and is replaced the same way.
+"""
+import glob
+import logging
+import os
+import random
+import re
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last_checkpoint"
+_PERIODIC = re.compile(r"model_(\d+)\.pth$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the run; the message names the path."""
+
+
+def atomic_write(path: str, write: Any) -> None:
+    """Call `write(file)` on a temporary file, make it durable, and rename it to `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)  # make the rename itself durable
+    finally:
+        os.close(descriptor)
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Every RNG state a training step can draw from, in types `torch.load(weights_only=True)` accepts."""
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+    }
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Put back the RNG states of `capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+
+
+def _group_layout(groups: Any) -> list:
+    return [(g.get("name"), tuple(g.get("param_names", ())), len(g["params"])) for g in groups]
+
+
+def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, Any], path: str) -> None:
+    """Refuse optimizer state saved for other param groups (a changed model or changed grouping rules)."""
+    now, then = _group_layout(optimizer.param_groups), _group_layout(saved["param_groups"])
+    if now != then:
+        def describe(layout: list) -> str:
+            return ", ".join(f"{name} ({count} tensors)" for name, _, count in layout)
+        raise CheckpointError(f"checkpoint {path} holds optimizer state for param groups [{describe(then)}] but the "
+                              f"optimizer has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
+
+
+class Checkpointer:
+    """Saves and loads the state of named objects in `save_dir`.
+
+    Args:
+        save_dir: the run's output folder.
+        keep: periodic checkpoints (`model_<iter>.pth`) kept on disk; older ones are deleted.
+        enabled: whether this process writes (only rank 0 does).
+        objects: name -> object with `state_dict()` / `load_state_dict()`.
+    """
+
+    def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, **objects: Any) -> None:
+        self.save_dir = save_dir
+        self.keep = keep
+        self.enabled = enabled
+        self.objects = objects
+
+    def save(self, name: str, iteration: int) -> Optional[str]:
+        """Write `<name>.pth` holding every object, the iteration and the RNG states; return its path."""
+        if not self.enabled:
+            return None
+        data = {key: obj.state_dict() for key, obj in self.objects.items()}
+        data.update(iteration=iteration, rng=capture_rng_state())
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        atomic_write(path, lambda f: torch.save(data, f))
+        atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        periodic = sorted(p for p in glob.glob(os.path.join(self.save_dir, "model_*.pth")) if _PERIODIC.search(p))
+        for old in periodic[:-self.keep]:
+            os.remove(old)
+
+    def latest(self) -> Optional[str]:
+        """The newest complete checkpoint in `save_dir`, or None."""
+        marker = os.path.join(self.save_dir, LAST_CHECKPOINT)
+        if not os.path.exists(marker):
+            return None
+        with open(marker, encoding="utf-8") as f:
+            path = os.path.join(self.save_dir, f.read().strip())
+        return path if os.path.exists(path) else None
+
+    def load(self, path: str, restore_rng: bool = True) -> Dict[str, Any]:
+        """Load `path` into every registered object and return the whole checkpoint."""
+        data = read_checkpoint(path)
+        missing = [key for key in self.objects if key not in data]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} has no state for {missing}")
+        if "optimizer" in self.objects:
+            check_optimizer_groups(self.objects["optimizer"], data["optimizer"], path)
+        for key, obj in self.objects.items():
+            obj.load_state_dict(data[key])
+        if restore_rng:
+            restore_rng_state(data["rng"])
+        logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
+        return data
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """`torch.load(path, weights_only=True)`: tensors and plain containers only, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for unsafe or broken files
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None

@@ -1,0 +1,47 @@
+"""Command-line plumbing for tools/: argument parsing and one-line `error: ...` exits, never a traceback."""
+import argparse
+import sys
+from typing import Any, Callable, List, Optional
+
+from pet.config import ConfigError, get_cfg
+from pet.data import DataError
+from pet.engine.checkpoint import CheckpointError
+
+# Errors a user can cause with a config, a command line or their data; anything else is a bug and keeps its
+# traceback.
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+class CommandLineError(ValueError):
+    """A malformed command line."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are exceptions, reported by `run` as one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CommandLineError(message)
+
+
+def load_config(cfg_file: str, overrides: List[str]) -> Any:
+    """The defaults, then the YAML file, then `KEY VALUE` overrides; `ConfigError` on any problem."""
+    cfg = get_cfg()
+    cfg.merge_from_file(cfg_file)
+    cfg.merge_from_list(overrides)
+    return cfg
+
+
+def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> int:
+    """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2, else return 0."""
+    try:
+        main(argv)
+    except CommandLineError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        return 2
+    except USER_ERRORS as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,58 @@
+"""torch.distributed set-up for runs launched with `torchrun`, and the few collectives the trainer needs."""
+import os
+from typing import Tuple
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed() -> Tuple[int, int, torch.device]:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world, device).
+
+    A plain `python` launch is one process on the first GPU, or on the CPU. Several processes use nccl on GPUs
+    and gloo on CPUs.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return get_rank(), world_size, device
+
+
+def get_rank() -> int:
+    """This process's rank; 0 outside a process group."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes; 1 outside a process group."""
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """Whether this process writes files and logs (rank 0)."""
+    return get_rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over all processes (the tensor itself when there is one process)."""
+    if get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def synchronize() -> None:
+    """Wait for every process (nothing to wait for with one)."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, if any."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,27 @@
+"""Classification evaluation: top-1 accuracy and mean loss over a (sharded) validation set."""
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pet.engine.distributed import all_reduce_sum, is_main_process
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, loader: DataLoader, device: torch.device) -> Dict[str, float]:
+    """Accuracy (%) and loss over every process's shard of the validation set, summed across processes."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
+    for images, labels in tqdm(loader, desc="eval", leave=False, disable=None if is_main_process() else True):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        logits = model(images).float()
+        totals[0] += (logits.argmax(dim=1) == labels).sum()
+        totals[1] += F.cross_entropy(logits, labels, reduction="sum")
+        totals[2] += labels.numel()
+    model.train(was_training)
+    correct, loss_sum, count = all_reduce_sum(totals).tolist()
+    return {"val/accuracy": 100.0 * correct / max(count, 1), "val/loss": loss_sum / max(count, 1)}

@@ -1,0 +1,127 @@
+"""Training hooks (SPEC §6): each one does one job before/after training or a step.
+
+The trainer calls every hook in registration order; `build_hooks` in `pet.engine.runner` orders them so that
+the lr of a step is recorded before the scheduler moves, metrics are written before a checkpoint is taken, and
+evaluation results reach the writers of the same iteration.
+"""
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from pet.engine.checkpoint import Checkpointer
+from pet.engine.writers import EventWriter
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """Base of all hooks; `trainer` is set when the hook is registered."""
+
+    trainer: Any = None
+
+    def before_train(self) -> None:
+        """Called once before the first iteration."""
+
+    def after_train(self) -> None:
+        """Called once after the last iteration (or when training stops early)."""
+
+    def before_step(self) -> None:
+        """Called before each iteration."""
+
+    def after_step(self) -> None:
+        """Called after each iteration."""
+
+    def is_last_iter(self) -> bool:
+        """Whether the iteration that just ran is the run's last."""
+        return self.trainer.iter + 1 >= self.trainer.max_iter
+
+    def every(self, period: int) -> bool:
+        """Whether the iteration that just ran ends a period of `period` iterations."""
+        return period > 0 and (self.trainer.iter + 1) % period == 0
+
+
+class IterationTimer(HookBase):
+    """Records the wall time of each iteration as `time`, and logs the total at the end."""
+
+    def __init__(self) -> None:
+        self._step_start = 0.0
+        self._train_start = 0.0
+
+    def before_train(self) -> None:
+        self._train_start = time.perf_counter()
+
+    def before_step(self) -> None:
+        self._step_start = time.perf_counter()
+
+    def after_step(self) -> None:
+        self.trainer.storage.put_scalar("time", time.perf_counter() - self._step_start)
+
+    def after_train(self) -> None:
+        done = self.trainer.iter + 1 - self.trainer.start_iter
+        total = time.perf_counter() - self._train_start
+        if done > 0:
+            logger.info("Trained %d iterations in %.1f s (%.4f s / it)", done, total, total / done)
+
+
+class LRSchedulerHook(HookBase):
+    """Records the lr every group ran at (`lr/<group>`, and `lr` for the first), then steps the scheduler."""
+
+    def __init__(self, optimizer: Any, scheduler: Any) -> None:
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+
+    def after_step(self) -> None:
+        storage = self.trainer.storage
+        for index, group in enumerate(self.optimizer.param_groups):
+            storage.put_scalar(f"lr/{group.get('name', index)}", group["lr"])
+        storage.put_scalar("lr", self.optimizer.param_groups[0]["lr"])
+        self.scheduler.step()
+
+
+class EvalHook(HookBase):
+    """Runs `evaluate()` every `period` iterations (0: never mid-run) and after the last one."""
+
+    def __init__(self, period: int, evaluate: Callable[[], Dict[str, float]]) -> None:
+        self.period = period
+        self.evaluate = evaluate
+        self.results: Dict[str, float] = {}
+
+    def after_step(self) -> None:
+        if self.every(self.period) or self.is_last_iter():
+            self.results = self.evaluate()
+            self.trainer.storage.put_scalars(**self.results)
+            logger.info("Evaluation at iteration %d: %s", self.trainer.iter + 1,
+                        ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
+
+
+class PeriodicWriter(HookBase):
+    """Hands the storage to every writer every `period` iterations and after the last one."""
+
+    def __init__(self, writers: List[EventWriter], period: int) -> None:
+        self.writers = writers
+        self.period = period
+
+    def after_step(self) -> None:
+        if self.every(self.period) or self.is_last_iter():
+            for writer in self.writers:
+                writer.write(self.trainer.storage)
+
+    def after_train(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+class PeriodicCheckpointer(HookBase):
+    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one."""
+
+    def __init__(self, checkpointer: Checkpointer, period: int) -> None:
+        self.checkpointer = checkpointer
+        self.period = period
+        self.last_saved: Optional[str] = None
+
+    def after_step(self) -> None:
+        done = self.trainer.iter + 1
+        if self.is_last_iter():
+            self.last_saved = self.checkpointer.save("model_final", done)
+        elif self.every(self.period):
+            self.last_saved = self.checkpointer.save(f"model_{done:07d}", done)

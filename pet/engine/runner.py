@@ -1,0 +1,179 @@
+"""From a config to a finished run: build data, model, solver, hooks and trainer; train or evaluate.
+
+This is what `tools/train_net.py` and `tools/test_net.py` call. Everything that can be wrong in the config is
+checked before the output folder is touched.
+"""
+import logging
+import logging.handlers
+import os
+import random
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from pet.config import ConfigError, validate_cfg
+from pet.data import build_dataset, build_train_loader, build_val_loader
+from pet.data.sampler import ResumableBatchSampler
+from pet.engine.checkpoint import Checkpointer, atomic_write, read_checkpoint
+from pet.engine.distributed import init_distributed, is_main_process
+from pet.engine.evaluation import evaluate_classifier
+from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
+from pet.engine.trainer import Trainer, classification_losses
+from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
+from pet.models import build_classifier
+from pet.solver import LearningRateScheduler, Optimizer
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "[%(asctime)s %(name)s] %(message)s"
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def setup_logging() -> None:
+    """INFO lines on stdout from rank 0, only warnings from other ranks; rank 0 also buffers them for log.txt."""
+    root = logging.getLogger("pet")
+    root.handlers.clear()
+    root.propagate = False
+    main = is_main_process()
+    root.setLevel(logging.INFO if main else logging.WARNING)
+    console = logging.StreamHandler(sys.stdout if main else sys.stderr)
+    console.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    root.addHandler(console)
+    if main:
+        # Lines logged before the output folder may be written to (the parameter-group report) wait here.
+        root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
+
+
+def attach_log_file(output_dir: str) -> None:
+    """Write the buffered lines and every later one to OUTPUT_DIR/log.txt."""
+    root = logging.getLogger("pet")
+    file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.MemoryHandler):
+            handler.setTarget(file_handler)
+            handler.close()  # flushes into the file
+            root.removeHandler(handler)
+    root.addHandler(file_handler)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python and NumPy, so that a run is reproducible on CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int:
+    """Optimizer updates in one pass over the training set; a batch larger than the data is a `ConfigError`."""
+    try:
+        return ResumableBatchSampler(dataset_size, cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS,
+                                     world_size=world_size).updates_per_epoch
+    except ValueError as e:
+        raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of, built from a config by `build_run`."""
+
+    model: torch.nn.Module  # the unwrapped model (DDP wraps it inside `trainer`)
+    optimizer: torch.optim.Optimizer
+    scheduler: LearningRateScheduler
+    trainer: Trainer
+    eval_hook: EvalHook
+    start_iter: int
+    max_iter: int
+    output_dir: str
+
+    def train(self) -> Dict[str, float]:
+        """Run the remaining iterations; return the final evaluation results."""
+        if self.start_iter < self.max_iter:
+            self.trainer.train(self.start_iter, self.max_iter)
+        else:
+            logger.info("The checkpoint is at iteration %d of %d: nothing left to train", self.start_iter,
+                        self.max_iter)
+        if is_main_process():
+            logger.info("Outputs in %s: checkpoints (model_final.pth), metrics.json, TensorBoard events, log.txt",
+                        os.path.abspath(self.output_dir))
+        return self.eval_hook.results
+
+
+def build_run(cfg: Any, resume: bool = False) -> Run:
+    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+    validate_cfg(cfg)
+    rank, world_size, device = init_distributed()
+    setup_logging()
+    seed_everything(cfg.SEED)
+    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    model = build_classifier(cfg).to(device)
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
+    scheduler = LearningRateScheduler(optimizer, cfg.SOLVER, iter_per_epoch=updates_per_epoch)
+    amp = cfg.SOLVER.AMP
+    amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    checkpointer = Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
+                                model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=scaler)
+
+    # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
+    if is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(cfg.dump().encode()))
+        attach_log_file(cfg.OUTPUT_DIR)
+    logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
+                world_size, device, updates_per_epoch,
+                cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS)
+
+    start_iter = 0
+    latest = checkpointer.latest() if resume else None
+    if latest is not None:
+        start_iter = checkpointer.load(latest)["iteration"]  # also restores the RNG states
+    elif resume:
+        logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
+    max_iter = scheduler.schedule.total_iters
+
+    ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world_size > 1 else model
+    loader = build_train_loader(cfg, train_set, rank, world_size, start_iter)
+    val_loader = build_val_loader(cfg, val_set, rank, world_size)
+    trainer = Trainer(ddp_model, classification_losses, loader, optimizer, device,
+                      accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
+                      grad_scaler=scaler if scaler.is_enabled() else None)
+    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: evaluate_classifier(model, val_loader, device))
+    writers = [ConsoleWriter(max_iter), JSONWriter(os.path.join(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
+               TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
+    trainer.register_hooks([
+        IterationTimer(),
+        LRSchedulerHook(optimizer, scheduler),
+        eval_hook,
+        PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
+        PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
+    ])
+    return Run(model, optimizer, scheduler, trainer, eval_hook, start_iter, max_iter, cfg.OUTPUT_DIR)
+
+
+def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
+    """Train as the config says; with `resume`, continue from the latest checkpoint in OUTPUT_DIR.
+
+    Returns the final evaluation results.
+    """
+    return build_run(cfg, resume).train()
+
+
+def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
+    """Evaluate the model weights of a checkpoint on the validation set."""
+    validate_cfg(cfg)
+    rank, world_size, device = init_distributed()
+    setup_logging()
+    model = build_classifier(cfg).to(device)
+    val_loader = build_val_loader(cfg, build_dataset(cfg, "val"), rank, world_size)
+    state = read_checkpoint(weights)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    results = evaluate_classifier(model, val_loader, device)
+    logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
+    return results

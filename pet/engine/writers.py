@@ -1,0 +1,106 @@
+"""Event writers: console lines with ETA, `metrics.json` (JSON lines) and TensorBoard event files."""
+import datetime
+import json
+import logging
+import os
+from typing import Dict, Protocol
+
+from pet.engine.events import EventStorage
+
+logger = logging.getLogger(__name__)
+
+
+class EventWriter(Protocol):
+    """What `PeriodicWriter` calls: `write` at each period, `close` at the end."""
+
+    def write(self, storage: EventStorage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _updated_since(storage: EventStorage, last_iter: int) -> Dict[int, Dict[str, float]]:
+    """The scalars recorded after `last_iter`, grouped by iteration."""
+    by_iter: Dict[int, Dict[str, float]] = {}
+    for name, (value, iteration) in storage.latest().items():
+        if iteration > last_iter:
+            by_iter.setdefault(iteration, {})[name] = value
+    return by_iter
+
+
+class ConsoleWriter:
+    """Logs `iter: 120/900  eta: 0:01:05  loss: 0.3012  lr: 0.05  time: 0.0712` style lines."""
+
+    def __init__(self, max_iter: int) -> None:
+        self.max_iter = max_iter
+
+    def write(self, storage: EventStorage) -> None:
+        latest = storage.latest()
+        parts = [f"iter: {storage.iter + 1}/{self.max_iter}"]
+        if "time" in latest:
+            seconds = storage.median("time") * (self.max_iter - storage.iter - 1)
+            parts.append(f"eta: {datetime.timedelta(seconds=int(seconds))}")
+        for name in sorted(latest):
+            if name.startswith("loss"):
+                parts.append(f"{name}: {storage.median(name):.4f}")
+        for name in ("lr", "val/accuracy", "skipped_updates"):
+            if name in latest:
+                parts.append(f"{name}: {latest[name][0]:.6g}")
+        if "time" in latest:
+            parts.append(f"time: {storage.median('time'):.4f}")
+        logger.info("  ".join(parts))
+
+    def close(self) -> None:
+        pass
+
+
+class JSONWriter:
+    """Appends one JSON line per written iteration to `path`: {"iteration": i, name: value, ...}.
+
+    Opened for a run that starts at `start_iter`, it first drops the lines of iterations >= start_iter: those a
+    killed run wrote after its last checkpoint, or all of an earlier run's when a new one starts at 0. The file
+    is then the history of one uninterrupted run.
+    """
+
+    def __init__(self, path: str, start_iter: int = 0) -> None:
+        self.path = path
+        self._last_iter = start_iter - 1
+        if os.path.exists(path):
+            self._truncate(start_iter)
+        self._file = open(path, "a", encoding="utf-8")
+
+    def _truncate(self, start_iter: int) -> None:
+        with open(self.path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["iteration"] < start_iter]
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+
+    def write(self, storage: EventStorage) -> None:
+        for iteration, values in sorted(_updated_since(storage, self._last_iter).items()):
+            self._file.write(json.dumps({"iteration": iteration, **values}, sort_keys=True) + "\n")
+        self._file.flush()
+        self._last_iter = storage.iter
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorboardWriter:
+    """Writes every scalar to TensorBoard event files in `log_dir`; events of earlier runs from `start_iter` on
+    (a killed run's last steps, or a whole earlier run when a new one starts at 0) are purged."""
+
+    def __init__(self, log_dir: str, start_iter: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imported late: TensorBoard is slow to import
+
+        self._writer = SummaryWriter(log_dir, purge_step=start_iter)
+        self._last_iter = start_iter - 1
+
+    def write(self, storage: EventStorage) -> None:
+        for iteration, values in sorted(_updated_since(storage, self._last_iter).items()):
+            for name, value in values.items():
+                self._writer.add_scalar(name, value, iteration)
+        self._writer.flush()
+        self._last_iter = storage.iter
+
+    def close(self) -> None:
+        self._writer.close()
+

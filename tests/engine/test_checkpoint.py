@@ -1,0 +1,109 @@
+"""Checkpoints: complete or absent after a crash, the last N kept, weights_only, group checks, RNG states."""
+import os
+import pickle
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from pet.config import get_cfg
+from pet.engine.checkpoint import CheckpointError, Checkpointer, read_checkpoint
+from pet.solver import Optimizer
+from tests.toy_model import toy_model
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model, other = nn.Linear(3, 2), nn.Linear(3, 2)
+    Checkpointer(str(tmp_path), model=model).save("model_0000010", iteration=10)
+    data = Checkpointer(str(tmp_path), model=other).load(str(tmp_path / "model_0000010.pth"))
+    assert data["iteration"] == 10
+    assert torch.equal(model.weight, other.weight)
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000010.pth\n"
+
+
+def test_rng_states_are_restored(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path))
+    torch.manual_seed(3)
+    random.seed(3)
+    checkpointer.save("model_0000001", iteration=1)
+    expected = (torch.rand(3), random.random())
+    torch.manual_seed(99)
+    random.seed(99)
+    checkpointer.load(checkpointer.latest())
+    got = (torch.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+
+
+def test_only_the_last_n_periodic_checkpoints_are_kept(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path), keep=2, model=nn.Linear(1, 1))
+    for it in (10, 20, 30, 40):
+        checkpointer.save(f"model_{it:07d}", it)
+    checkpointer.save("model_final", 50)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000030.pth", "model_0000040.pth",
+                                            "model_final.pth"]
+    assert checkpointer.latest() == str(tmp_path / "model_final.pth")
+
+
+def test_a_disabled_checkpointer_writes_nothing(tmp_path):
+    assert Checkpointer(str(tmp_path), enabled=False, model=nn.Linear(1, 1)).save("model_final", 1) is None
+    assert os.listdir(tmp_path) == []
+
+
+CRASH_DURING_SAVE = textwrap.dedent("""
+    import os, signal, sys, torch
+    from torch import nn
+    from pet.engine.checkpoint import Checkpointer
+    checkpointer = Checkpointer(sys.argv[1], model=nn.Linear(64, 64))
+    checkpointer.save("model_0000001", 1)
+    real_save = torch.save
+    def dying_save(obj, f):
+        real_save(obj, f)
+        f.flush()
+        f.truncate(f.tell() // 2)  # half of the new checkpoint is on disk...
+        os.kill(os.getpid(), signal.SIGKILL)  # ...when the process dies
+    torch.save = dying_save
+    checkpointer.save("model_0000002", 2)
+""")
+
+
+def test_a_checkpoint_is_never_half_written(tmp_path):
+    result = subprocess.run([sys.executable, "-c", CRASH_DURING_SAVE, str(tmp_path)], capture_output=True)
+    assert result.returncode == -9
+    names = sorted(os.listdir(tmp_path))
+    # The half-written file never took a checkpoint's name; the previous checkpoint is intact and still the latest.
+    assert "model_0000002.pth" not in names
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth\n"
+    assert read_checkpoint(str(tmp_path / "model_0000001.pth"))["iteration"] == 1
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_crafted_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": RunsCode()}, f, protocol=2)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {path} cannot be loaded safely"):
+        read_checkpoint(str(path))
+
+
+def test_a_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match=r"checkpoint .*nope\.pth does not exist"):
+        read_checkpoint(str(tmp_path / "nope.pth"))
+
+
+def test_optimizer_state_for_other_groups_is_refused_with_their_names(tmp_path):
+    cfg = get_cfg()
+    model = toy_model()
+    Checkpointer(str(tmp_path), optimizer=Optimizer(model, cfg.SOLVER.OPTIMIZER).build()).save("model_final", 5)
+    cfg.SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR = 0.5  # different grouping now
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    with pytest.raises(CheckpointError, match=r"param groups \[embed\+bias\+norm \(12 tensors\), weight \(2 tensors\)\]"
+                                              r" but the optimizer has \[embed\+bias\+norm \(5 tensors\), "):
+        Checkpointer(str(tmp_path), optimizer=optimizer).load(str(tmp_path / "model_final.pth"))

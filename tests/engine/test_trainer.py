@@ -1,0 +1,173 @@
+"""The loop: accumulation equals the large batch, bf16/fp16 autocast, skipped updates, hook order."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pet.config import get_cfg
+from pet.data import ResumableBatchSampler
+from pet.engine import HookBase, Trainer, classification_losses
+from pet.solver import Optimizer
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def dataset(size=96, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(size, 12, generator=generator), torch.randint(0, 3, (size,), generator=generator))
+
+
+def make_trainer(model, batch_size=8, accumulation=1, amp_dtype=None, scaler=None, opt_type="SGD"):
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.OPTIMIZER.BASE_LR", 0.1])
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, batch_size, accumulation, seed=5))
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    return Trainer(model, classification_losses, data, optimizer, torch.device("cpu"), accumulation=accumulation,
+                   amp_dtype=amp_dtype, grad_scaler=scaler)
+
+
+@pytest.mark.parametrize("opt_type", ["SGD", "ADAMW"])
+def test_accumulation_makes_the_same_updates_as_the_large_batch(opt_type):
+    large, accumulated = mlp(), mlp()
+    make_trainer(large, batch_size=32, opt_type=opt_type).train(0, 9)  # 9 updates: 3 epochs of 3
+    make_trainer(accumulated, batch_size=8, accumulation=4, opt_type=opt_type).train(0, 9)
+    for p, q in zip(large.parameters(), accumulated.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(large[1].weight, mlp()[1].weight)
+
+
+def test_accumulation_counts_updates_not_micro_batches():
+    trainer = make_trainer(mlp(), batch_size=8, accumulation=4)
+    trainer.train(0, 5)
+    assert trainer.optimizer.state_dict()["state"][0]["momentum_buffer"] is not None
+    assert trainer.iter == 4  # 5 updates over 20 micro-batches
+
+
+def test_bf16_autocast_on_cpu():
+    model = mlp()
+    seen = []
+    model[1].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    before = copy.deepcopy(model)
+    trainer = make_trainer(model, amp_dtype=torch.bfloat16)
+    trainer.train(0, 3)
+    assert seen == [torch.bfloat16] * 3
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before.parameters()))
+    assert math.isfinite(trainer.storage.latest()["loss"][0])
+
+
+class FailsAt(nn.Module):
+    """Wraps a model; at the given calls its loss becomes NaN, or its gradients inf."""
+
+    def __init__(self, model, nan_loss_at=(), inf_grad_at=()):
+        super().__init__()
+        self.model, self.nan_loss_at, self.inf_grad_at, self.calls = model, nan_loss_at, inf_grad_at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.model(x)
+        if self.calls in self.nan_loss_at:
+            out = out * float("nan")
+        if self.calls in self.inf_grad_at:
+            out = out + InfGradient.apply(out) * 0
+        return out
+
+
+class InfGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("inf"))
+
+
+class ParamsAfterEachStep(HookBase):
+    def __init__(self):
+        self.snapshots = []
+
+    def after_step(self):
+        self.snapshots.append([p.detach().clone() for p in self.trainer.model.parameters()])
+
+
+def test_a_nan_loss_skips_the_update_and_is_counted():
+    model = FailsAt(mlp(), nan_loss_at=(3,))
+    trainer = make_trainer(model)
+    snapshots = ParamsAfterEachStep()
+    trainer.register_hooks([snapshots])
+    trainer.train(0, 5)
+    assert trainer.skipped_updates == 1
+    assert trainer.storage.latest()["skipped_updates"][0] == 1
+    for p, q in zip(snapshots.snapshots[1], snapshots.snapshots[2]):
+        assert torch.equal(p, q)  # update 3 (index 2) changed nothing
+    assert not torch.equal(snapshots.snapshots[3][0], snapshots.snapshots[2][0])  # training went on
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(v).all() for s in trainer.optimizer.state.values() for v in s.values())
+
+
+def test_an_fp16_update_with_inf_gradients_is_skipped_by_the_scaler_and_counted():
+    model = FailsAt(mlp(), inf_grad_at=(2,))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    trainer = make_trainer(model, amp_dtype=torch.float16, scaler=scaler)
+    snapshots = ParamsAfterEachStep()
+    trainer.register_hooks([snapshots])
+    trainer.train(0, 4)
+    assert trainer.skipped_updates == 1
+    assert scaler.get_scale() == 2.0 ** 7  # backed off once
+    for p, q in zip(snapshots.snapshots[0], snapshots.snapshots[1]):
+        assert torch.equal(p, q)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fp16_gradients_are_unscaled_before_clipping():
+    model = mlp()
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", True,
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE", 1e-3, "SOLVER.OPTIMIZER.MOMENTUM", 0.0,
+                         "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0])
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    measured = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: measured.append(
+        torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()))
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    before = [p.detach().clone() for p in model.parameters()]
+    Trainer(model, classification_losses, data, optimizer, torch.device("cpu"), amp_dtype=torch.float16,
+            grad_scaler=scaler).train(0, 1)
+    # The clipper ran on unscaled gradients: after it, the global norm is the clip value (not 65536x it).
+    assert measured == [pytest.approx(1e-3, rel=1e-3)]
+    moved = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p - q)
+                                                  for p, q in zip(model.parameters(), before)]))
+    assert moved.item() == pytest.approx(0.1 * 1e-3, rel=1e-2)  # lr x clipped norm
+
+
+class Recorder(HookBase):
+    def __init__(self, log):
+        self.log = log
+
+    def before_train(self):
+        self.log.append("before_train")
+
+    def before_step(self):
+        self.log.append(f"before_step {self.trainer.iter}")
+
+    def after_step(self):
+        self.log.append(f"after_step {self.trainer.iter}")
+
+    def after_train(self):
+        self.log.append("after_train")
+
+
+def test_hooks_run_in_order_around_each_step():
+    log = []
+    trainer = make_trainer(mlp())
+    trainer.register_hooks([Recorder(log), None])
+    trainer.train(3, 5)
+    assert log == ["before_train", "before_step 3", "after_step 3", "before_step 4", "after_step 4", "after_train"]
