@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test clean
+.PHONY: setup train test clean
 
 setup: $(STAMP)
 
@@ -15,8 +15,12 @@ $(STAMP): requirements/dev.txt setup.py
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The default job: ResNet-18 on the embedded digits (a minute or two on 2 CPU cores, about 98% val accuracy).
+train: $(STAMP)
+	$(PY) tools/train_net.py --cfg cfgs/digits/resnet18_sgd_step.yaml
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache output

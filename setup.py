@@ -14,6 +14,10 @@ setup(
         "torchvision>=0.21",
         "yacs>=0.1.8",
         "PyYAML>=5.4",
+        "numpy",
+        "scikit-learn>=1.0",  # the bundled digits data set
+        "tensorboard>=2.10",
+        "tqdm>=4.60",
     ],
     extras_require={"test": ["pytest>=7"]},
 )

@@ -1,0 +1,16 @@
+"""Run under torchrun by test_distributed.py: train, then save this rank's final weights to OUT/rank<r>.pt."""
+import os
+import sys
+
+import torch
+
+from pet.engine.cli import load_config
+from pet.engine.distributed import get_rank, shutdown_distributed
+from pet.engine.runner import build_run
+
+if __name__ == "__main__":
+    out, cfg_file, *overrides = sys.argv[1:]
+    run = build_run(load_config(cfg_file, overrides))
+    run.train()
+    torch.save(run.model.state_dict(), os.path.join(out, f"rank{get_rank()}.pt"))
+    shutdown_distributed()

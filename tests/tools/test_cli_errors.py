@@ -1,0 +1,79 @@
+"""Every bad command line or config exits non-zero with one `error: ...` line naming the key or path."""
+import importlib.util
+import os
+import re
+import sys
+
+import pytest
+
+from tests.tools.conftest import DEFAULT_CFG, ROOT, TRAIN_NET, environment
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_net, test_net = load_tool("train_net"), load_tool("test_net")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+CASES = [
+    (lambda t: [], r"the following arguments are required: --cfg"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "--frobnicate"], r"unrecognized arguments: --frobnicate"),
+    (lambda t: ["--cfg", str(t / "missing.yaml")], r"cannot read config file .*missing\.yaml"),
+    (lambda t: ["--cfg", write(t, "SOLVER: [\n")], r"config file .*bad\.yaml is not valid YAML"),
+    (lambda t: ["--cfg", write(t, "SOLVER:\n  OPTIMIZER:\n    LR: 0.1\n")],
+     r"unknown config key SOLVER\.OPTIMIZER\.LR"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.OPTIMIZER.BASE_LR"], r"odd number of items"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.OPTIMIZER.BASE_LRR", "0.1"],
+     r"unknown config key SOLVER\.OPTIMIZER\.BASE_LRR; did you mean BASE_LR\?"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.OPTIMIZER.BASE_LR", "fast"],
+     r"SOLVER\.OPTIMIZER\.BASE_LR: expected a float"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.GAMMA", "2.0"], r"SOLVER\.SCHEDULER\.GAMMA = 2\.0 is invalid"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.STEPS", "(700,)"],
+     r"SOLVER\.SCHEDULER\.STEPS = \(700,\) is invalid; allowed: each step in \(0, SOLVER\.SCHEDULER\.TOTAL_ITERS = 600\)"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "MODEL.NAME", "resnet19"], r"MODEL\.NAME = 'resnet19' is invalid"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.OPTIMIZER.TYPE", "SGDW"], r"SOLVER\.OPTIMIZER\.TYPE = 'SGDW' is invalid"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "DATA.DATASET", "image_folder", "DATA.ROOT", str(t / "nothing")],
+     r"DATA\.ROOT = '.*nothing' has no train/ folder"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "DATA.DATASET", "image_folder"], r"DATA\.ROOT is empty"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.TOTAL_EPOCHS", "0"],
+     r"SOLVER\.SCHEDULER\.TOTAL_EPOCHS = 0 is invalid"),
+    (lambda t: ["--cfg", DEFAULT_CFG, "TRAIN.BATCH_SIZE", "5000"],
+     r"TRAIN\.BATCH_SIZE = 5000 is too large for the training set: 1437 samples cannot fill one update"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CASES)
+def test_train_net_errors(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)  # the configs' relative OUTPUT_DIR would land here
+    code = train_net.run(train_net.main, argv(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "output").exists()  # nothing written before the error
+
+
+def test_test_net_names_a_missing_checkpoint(tmp_path, capsys):
+    code = test_net.run(test_net.main, ["--cfg", DEFAULT_CFG, "--weights", str(tmp_path / "none.pth")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path / 'none.pth'} does not exist"
+
+
+def test_a_real_process_exits_non_zero_with_no_traceback(tmp_path, run_tool):
+    result = run_tool([sys.executable, TRAIN_NET, "--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.POLICY", "CYCLIC"])
+    assert result.returncode == 2
+    assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: STEP | COSINE | "
+                             "STEP_COSINE | POLY\n")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert environment()["PYTHONUNBUFFERED"] == "1"

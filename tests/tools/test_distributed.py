@@ -1,0 +1,38 @@
+"""torchrun --nproc_per_node 2 on CPU (gloo): identical replicas, and the same result as one process."""
+import os
+import sys
+
+import torch
+
+from tests.tools.conftest import DEFAULT_CFG, ROOT
+
+WORKER = os.path.join(ROOT, "tests", "tools", "ddp_worker.py")
+# GroupNorm instead of BatchNorm: without batch statistics, 2 x 8 images equal 1 x 16 exactly (up to rounding).
+# A small lr keeps training stable, so that rounding differences are not amplified.
+OVERRIDES = ["MODEL.NORM", "GN", "SOLVER.OPTIMIZER.BASE_LR", "0.005", "SOLVER.SCHEDULER.TOTAL_ITERS", "12",
+             "SOLVER.SCHEDULER.STEPS", "(8,)",
+             "SOLVER.SCHEDULER.WARM_UP_ITERS", "3", "TRAIN.EVAL_PERIOD", "0", "TRAIN.WRITER_PERIOD", "4"]
+
+
+def torchrun(run_tool, nproc, out, batch_size):
+    out.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", WORKER,
+               str(out), DEFAULT_CFG, "OUTPUT_DIR", str(out / "run"), "TRAIN.BATCH_SIZE", str(batch_size), *OVERRIDES]
+    result = run_tool(command)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path, run_tool):
+    two = torchrun(run_tool, 2, tmp_path / "two", batch_size=8)
+    torchrun(run_tool, 1, tmp_path / "one", batch_size=16)
+    rank0, rank1 = (torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    single = torch.load(tmp_path / "one" / "rank0.pt", weights_only=True)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key  # DDP replicas never diverge
+        torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    # Only rank 0 writes files and logs.
+    assert "Running with 2 process(es)" in two.stdout
+    assert two.stdout.count("Starting training") == 1
+    assert (tmp_path / "two" / "run" / "model_final.pth").exists()
+    assert sum(line.count("images per update") for line in open(tmp_path / "two" / "run" / "log.txt")) == 1

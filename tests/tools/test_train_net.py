@@ -1,0 +1,97 @@
+"""tools/train_net.py end to end: outputs, SIGKILL + --resume identical to an uninterrupted run, evaluation."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pet.engine.checkpoint import read_checkpoint
+from tests.tools.conftest import TEST_NET, DEFAULT_CFG, FAST, environment, train_command
+
+
+def metrics(output_dir):
+    """Every metrics.json row without the wall time, which no two runs share."""
+    rows = [json.loads(line) for line in open(os.path.join(output_dir, "metrics.json"))]
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+def final_weights(output_dir):
+    return read_checkpoint(os.path.join(output_dir, "model_final.pth"))["model"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted fast run, shared by the tests of this module: (output folder, completed process)."""
+    output_dir = tmp_path_factory.mktemp("reference")
+    result = subprocess.run(train_command(output_dir), capture_output=True, text=True, env=environment(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    return output_dir, result
+
+
+def test_a_run_writes_its_outputs(reference):
+    tmp_path, result = reference
+    names = set(os.listdir(tmp_path))
+    assert {"config.yaml", "log.txt", "metrics.json", "last_checkpoint", "model_final.pth"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    assert sorted(n for n in names if n.startswith("model_0")) == ["model_0000010.pth", "model_0000020.pth",
+                                                                  "model_0000030.pth"]
+    rows = metrics(tmp_path)
+    assert [row["iteration"] for row in rows] == list(range(40))
+    # lr of each update: base 0.05, LINEAR warmup from 0.1 over 10 updates, /10 at 20 and 30.
+    assert [round(row["lr"], 8) for row in rows[:2]] == [0.005, 0.0095]
+    assert [round(rows[k]["lr"], 8) for k in (10, 19, 20, 29, 30, 39)] == [0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005]
+    assert "val/accuracy" in rows[-1]
+    # The parameter-group report comes before training, on stdout and in log.txt.
+    for text in (result.stdout, open(tmp_path / "log.txt").read()):
+        report = text.index("group      tensors  parameters")
+        assert report < text.index("Starting training")
+        assert "norm+bias" in text[report:report + 300]
+    assert "Outputs in" in result.stdout
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, run_tool, reference):
+    reference, interrupted = reference[0], tmp_path / "interrupted"
+
+    process = subprocess.Popen(train_command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=environment())
+    marker = interrupted / "last_checkpoint"
+    deadline = time.time() + 120
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (interrupted / "model_final.pth").exists()  # it really died mid-way
+    killed_at = read_checkpoint(str(interrupted / marker.read_text().strip()))["iteration"]
+    assert 0 < killed_at < 40
+
+    resumed = run_tool(train_command(interrupted, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Starting training from iteration {killed_at} to 40" in resumed.stdout
+
+    # The whole history (every group's lr, every loss) and the final weights are those of the uninterrupted run.
+    assert metrics(interrupted) == metrics(reference)
+    expected, got = final_weights(reference), final_weights(interrupted)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, run_tool):
+    result = run_tool(train_command(tmp_path, "--resume", "SOLVER.SCHEDULER.TOTAL_ITERS", "12",
+                                    "SOLVER.SCHEDULER.STEPS", "(11,)"))
+    assert result.returncode == 0, result.stderr
+    assert "No checkpoint in" in result.stdout and "Starting training from iteration 0 to 12" in result.stdout
+
+
+def test_test_net_evaluates_a_checkpoint(run_tool, reference):
+    tmp_path = reference[0]
+    result = run_tool([sys.executable, TEST_NET, "--cfg", DEFAULT_CFG, "--weights", str(tmp_path / "model_final.pth"),
+                       *FAST[-2:]])
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.strip().splitlines()[-1].split()[0].split("=")[1])
+    logged = metrics(tmp_path)[-1]["val/accuracy"]
+    assert abs(accuracy - logged) < 1e-3
