@@ -36,7 +36,9 @@ AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 def setup_logging() -> None:
     """INFO lines on stdout from rank 0, only warnings from other ranks; rank 0 also buffers them for log.txt."""
     root = logging.getLogger("pet")
-    root.handlers.clear()
+    for handler in list(root.handlers):  # a second run in the same process replaces the first one's handlers
+        handler.close()
+        root.removeHandler(handler)
     root.propagate = False
     main = is_main_process()
     root.setLevel(logging.INFO if main else logging.WARNING)
