@@ -2,6 +2,7 @@
 from pet.config.errors import ConfigError
 from pet.config.defaults import get_cfg
 from pet.config.node import CfgNode
+from pet.config.optimizers import optimizer_entries
 from pet.config.validation import (validate_cfg, validate_optimizer_cfg, validate_scheduler_cfg,
                                    validate_solver_cfg)
 
@@ -9,6 +10,7 @@ __all__ = [
     "CfgNode",
     "ConfigError",
     "get_cfg",
+    "optimizer_entries",
     "validate_cfg",
     "validate_optimizer_cfg",
     "validate_scheduler_cfg",

@@ -30,9 +30,10 @@ class CfgNode(_YacsCfgNode):
             raise ConfigError(f"config file {cfg_filename} must hold a mapping of keys, got {type(loaded).__name__}")
         _merge_dict(loaded, self, prefix="")
 
-    def merge_from_other_cfg(self, cfg_other: _YacsCfgNode) -> None:
-        """Merge another node (or plain dict) into this one, with the same checks as a file."""
-        _merge_dict(cfg_other, self, prefix="")
+    def merge_from_other_cfg(self, cfg_other: _YacsCfgNode, prefix: str = "") -> None:
+        """Merge another node (or plain dict) into this one, with the same checks as a file; errors name keys
+        as `prefix` + key (e.g. `SOLVER.OPTIMIZERS.head.` for a node laid over SOLVER.OPTIMIZER's copy)."""
+        _merge_dict(cfg_other, self, prefix=prefix)
 
     def merge_from_list(self, cfg_list: Iterable[Any]) -> None:
         """Merge `[KEY, VALUE, KEY, VALUE, ...]` (e.g. from the command line) into this node."""
@@ -44,14 +45,21 @@ class CfgNode(_YacsCfgNode):
             node = self
             for depth, name in enumerate(parents):
                 node = _child_node(node, name, ".".join(parents[: depth + 1]))
+            value = self._decode_cfg_value(raw)
+            if leaf not in node and node.is_new_allowed():
+                node[leaf] = value  # checked when the open node is read (e.g. SOLVER.OPTIMIZERS.<name>)
+                continue
             if leaf not in node:
                 raise ConfigError(_unknown_key_message(node, leaf, full_key))
-            node[leaf] = _coerce(self._decode_cfg_value(raw), node[leaf], full_key)
+            node[leaf] = _coerce(value, node[leaf], full_key)
 
 
 def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:
     for key, raw in source.items():
         full_key = f"{prefix}{key}"
+        if key not in target and target.is_new_allowed():
+            # An open node (SOLVER.OPTIMIZERS): new entries are taken as given and checked where they are read.
+            target[key] = CfgNode(new_allowed=True) if isinstance(raw, dict) else CfgNode._decode_cfg_value(raw)
         if key not in target:
             raise ConfigError(_unknown_key_message(target, key, full_key))
         if isinstance(target[key], _YacsCfgNode):
@@ -63,6 +71,8 @@ def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:
 
 
 def _child_node(node: CfgNode, name: str, full_key: str) -> CfgNode:
+    if name not in node and node.is_new_allowed():
+        node[name] = CfgNode(new_allowed=True)
     if name not in node:
         raise ConfigError(_unknown_key_message(node, name, full_key))
     if not isinstance(node[name], _YacsCfgNode):

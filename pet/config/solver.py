@@ -36,6 +36,29 @@ def solver_defaults() -> CfgNode:
     lars.EXCLUDE_NORM_AND_BIAS = True
 
 
+    overrides = opt.OVERRIDES = CfgNode()
+    # ((REGEX, LR_FACTOR, WEIGHT_DECAY or None), ...), applied after the rules above, in order, to every parameter
+    # whose full dotted name matches REGEX entirely (re.fullmatch): lr *= LR_FACTOR; decay = WEIGHT_DECAY if set.
+    overrides.RULES = ()
+
+    layer_decay = opt.LAYER_DECAY = CfgNode()
+    # Layer-wise lr decay for torchvision ViT / Swin backbones: lr *= RATE ** (L - layer), embeddings at layer 0,
+    # the head at L. 1.0 turns it off.
+    layer_decay.RATE = 1.0
+
+    scaling = solver.LR_SCALING = CfgNode()
+    # Fine-tuning factor (SpeeChain): every group's lr times FT_FACTOR, the schedule's shape untouched.
+    scaling.FT_FACTOR = 1.0
+    # Linear scaling rule: with REFERENCE_BATCH_SIZE > 0, BASE_LR is meant for that many images per update and is
+    # multiplied by (real images per update) / REFERENCE_BATCH_SIZE.
+    scaling.REFERENCE_BATCH_SIZE = 0
+    # Also rescale iteration counts (TOTAL_ITERS, STEPS, WARM_UP_ITERS, NOAM and CHAIN) by the inverse ratio.
+    scaling.SCALE_SCHEDULE = False
+
+    # Named optimizers, each on its own modules and losses with its own step interval and schedule. Each entry
+    # holds MODULES, LOSSES, STEP_INTERVAL and optional OPTIMIZER / SCHEDULER keys laid over the ones above.
+    solver.OPTIMIZERS = CfgNode(new_allowed=True)
+
     accumulation = solver.ACCUMULATION = CfgNode()
     # Micro-batches per optimizer update. The schedule counts updates, not micro-batches.
     accumulation.STEPS = 1
@@ -46,7 +69,7 @@ def solver_defaults() -> CfgNode:
     amp.DTYPE = "float16"  # float16, bfloat16
 
     sched = solver.SCHEDULER = CfgNode()
-    sched.POLICY = "STEP"  # STEP, COSINE, STEP_COSINE, POLY
+    sched.POLICY = "STEP"  # STEP, COSINE, STEP_COSINE, POLY, ONE_CYCLE, NOAM, CHAIN
     sched.TOTAL_ITERS = 40000
     sched.TOTAL_EPOCHS = None  # if set: total = TOTAL_EPOCHS * iter_per_epoch, and STEPS are in epochs
     sched.STEPS = (30000,)
@@ -58,4 +81,32 @@ def solver_defaults() -> CfgNode:
     sched.LR_POW = 0.9
     sched.MIN_LR_FACTOR = 0.0
     sched.LOG_LR_CHANGE_THRESHOLD = 1.1
+
+    one_cycle = sched.ONE_CYCLE = CfgNode()
+    # Smith's one-cycle (torch OneCycleLR, cosine annealing): up from 1/DIV_FACTOR to 1 over PCT_START of the run,
+    # then down to 1/(DIV_FACTOR * FINAL_DIV_FACTOR).
+    one_cycle.PCT_START = 0.3
+    one_cycle.DIV_FACTOR = 25.0
+    one_cycle.FINAL_DIV_FACTOR = 1e4
+
+    noam = sched.NOAM = CfgNode()
+    # Noam (Vaswani et al., SpeeChain): min((k+1) / W, sqrt(W / (k+1))), peaking at 1 after WARMUP_ITERS updates.
+    noam.WARMUP_ITERS = 4000
+
+    chain = sched.CHAIN = CfgNode()
+    # POLICY: CHAIN runs ((POLICY, BEGIN, END), ...) phases of CONSTANT, STEP, COSINE or POLY back to back (MMEngine's
+    # list of schedulers): each phase starts from the factor the previous one ended at. Units as TOTAL_*.
+    chain.PHASES = ()
+
+    momentum = sched.MOMENTUM = CfgNode()
+    # Momentum (SGD, RMSprop, LARS) or Adam's beta1: CONSTANT leaves it; COSINE goes from START to END along half a
+    # cosine; CYCLIC moves against the lr: START - (START - END) * f(k) (START at lr 0, END at the peak).
+    momentum.POLICY = "CONSTANT"
+    momentum.START = 0.95
+    momentum.END = 0.85
+
+    weight_decay = sched.WEIGHT_DECAY = CfgNode()
+    # CONSTANT, or COSINE: each group's decay times a factor going from 1 to END_FACTOR along half a cosine.
+    weight_decay.POLICY = "CONSTANT"
+    weight_decay.END_FACTOR = 1.0
     return solver

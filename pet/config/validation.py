@@ -4,11 +4,13 @@ Each check is a (predicate, allowed-values text) pair per key, so the error mess
 apart. Cross-key rules (STEPS within the total length) follow the per-key table.
 """
 import math
+import re
 from typing import Any, Callable, Dict, Iterable, Tuple
 
 from pet.config.errors import ConfigError
 
-POLICIES = ("STEP", "COSINE", "STEP_COSINE", "POLY")
+POLICIES = ("STEP", "COSINE", "STEP_COSINE", "POLY", "ONE_CYCLE", "NOAM", "CHAIN")
+CHAIN_POLICIES = ("CONSTANT", "STEP", "COSINE", "POLY")
 WARMUP_METHODS = ("CONSTANT", "LINEAR", "EXP")
 CLIP_TYPES = ("full_model", "norm", "value")
 
@@ -19,7 +21,8 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An int that is not a bool."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -63,6 +66,34 @@ def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or rule(v)
 
 
+def _is_regex(v: Any) -> bool:
+    try:
+        re.compile(v)
+    except (re.error, TypeError):
+        return False
+    return isinstance(v, str)
+
+
+def _is_override_rules(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(
+        isinstance(r, (list, tuple)) and len(r) == 3 and _is_regex(r[0]) and _non_negative(r[1])
+        and (r[2] is None or _non_negative(r[2])) for r in v)
+
+
+def _is_phases(v: Any) -> bool:
+    if not isinstance(v, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 3 and isinstance(p[0], str)
+            and p[0].upper() in CHAIN_POLICIES and _non_negative(p[1]) and _positive(p[2]) and p[1] < p[2]
+            for p in v):
+        return False
+    return all(a[2] <= b[1] for a, b in zip(v, v[1:]))
+
+
+def is_names(v: Any) -> bool:
+    """A list or tuple of non-empty strings."""
+    return isinstance(v, (list, tuple)) and all(isinstance(n, str) and n for n in v)
+
+
 OPTIMIZER_RULES: Dict[str, Rule] = {
     "BASE_LR": (_positive, "a number > 0"),
     "MOMENTUM": (_in_unit(False, True), "a number in [0, 1)"),
@@ -90,13 +121,44 @@ LARS_RULES: Dict[str, Rule] = {
     "EXCLUDE_NORM_AND_BIAS": (_is_bool, "True or False"),
 }
 
+OVERRIDES_RULES: Dict[str, Rule] = {
+    "RULES": (_is_override_rules, "a list of (REGEX, LR_FACTOR >= 0, WEIGHT_DECAY >= 0 or None)"),
+}
+
+LAYER_DECAY_RULES: Dict[str, Rule] = {
+    "RATE": (_in_unit(True, False), "a number in (0, 1]; 1 turns layer decay off"),
+}
+
+ONE_CYCLE_RULES: Dict[str, Rule] = {
+    "PCT_START": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "DIV_FACTOR": (lambda v: _is_number(v) and 1 <= v < math.inf, "a number >= 1"),
+    "FINAL_DIV_FACTOR": (lambda v: _is_number(v) and 1 <= v < math.inf, "a number >= 1"),
+}
+
+MOMENTUM_SCHEDULE_RULES: Dict[str, Rule] = {
+    "POLICY": (_one_of(("CONSTANT", "COSINE", "CYCLIC")), "CONSTANT | COSINE | CYCLIC"),
+    "START": (_in_unit(False, True), "a number in [0, 1)"),
+    "END": (_in_unit(False, True), "a number in [0, 1)"),
+}
+
+WEIGHT_DECAY_SCHEDULE_RULES: Dict[str, Rule] = {
+    "POLICY": (_one_of(("CONSTANT", "COSINE")), "CONSTANT | COSINE"),
+    "END_FACTOR": (_non_negative, "a number >= 0"),
+}
+
+LR_SCALING_RULES: Dict[str, Rule] = {
+    "FT_FACTOR": (_positive, "a number > 0"),
+    "REFERENCE_BATCH_SIZE": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: no scaling)"),
+    "SCALE_SCHEDULE": (_is_bool, "True or False"),
+}
+
 SCHEDULER_RULES: Dict[str, Rule] = {
     "POLICY": (_one_of(POLICIES), " | ".join(POLICIES)),
-    "TOTAL_ITERS": (lambda v: _is_int(v) and v > 0, "an integer > 0"),
-    "TOTAL_EPOCHS": (_optional(lambda v: _is_int(v) and v > 0), "None or an integer > 0"),
+    "TOTAL_ITERS": (lambda v: is_int(v) and v > 0, "an integer > 0"),
+    "TOTAL_EPOCHS": (_optional(lambda v: is_int(v) and v > 0), "None or an integer > 0"),
     "STEPS": (_is_steps, "a non-empty, strictly increasing list of numbers > 0"),
     "GAMMA": (_in_unit(True, False), "a number in (0, 1]"),
-    "WARM_UP_ITERS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 disables warmup)"),
+    "WARM_UP_ITERS": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 disables warmup)"),
     "WARM_UP_EPOCHS": (_optional(_non_negative), "None or a number >= 0"),
     "WARM_UP_FACTOR": (_in_unit(True, False), "a number in (0, 1]"),
     "WARM_UP_METHOD": (_one_of(WARMUP_METHODS), " | ".join(WARMUP_METHODS)),
@@ -134,28 +196,46 @@ def validate_optimizer_cfg(opt: Any, prefix: str = "SOLVER.OPTIMIZER") -> None:
     from pet.solver.optimizer_types import optimizer_class
 
     check_node(opt, {**OPTIMIZER_RULES, "TYPE": (lambda v: isinstance(v, str), "an optimizer name")}, prefix,
-               sub_nodes=("CLIP_GRADIENTS", "LARS"))
+               sub_nodes=("CLIP_GRADIENTS", "LARS", "OVERRIDES", "LAYER_DECAY"))
     optimizer_class(opt.TYPE, key=f"{prefix}.TYPE")
     check_node(opt.CLIP_GRADIENTS, CLIP_RULES, f"{prefix}.CLIP_GRADIENTS")
     check_node(opt.LARS, LARS_RULES, f"{prefix}.LARS")
+    check_node(opt.OVERRIDES, OVERRIDES_RULES, f"{prefix}.OVERRIDES")
+    check_node(opt.LAYER_DECAY, LAYER_DECAY_RULES, f"{prefix}.LAYER_DECAY")
     if opt.NESTEROV and opt.MOMENTUM == 0:
         raise ConfigError(f"{prefix}.NESTEROV = True needs {prefix}.MOMENTUM > 0 (got 0)")
 
 
 def validate_scheduler_cfg(sched: Any, prefix: str = "SOLVER.SCHEDULER") -> None:
-    """Check every key of SOLVER.SCHEDULER, and that STEPS lie inside the run when the policy uses them."""
-    check_node(sched, SCHEDULER_RULES, prefix)
-    if sched.POLICY.upper() not in ("STEP", "STEP_COSINE"):
-        return  # STEPS are unused by COSINE and POLY; their range is not held against the run length
+    """Check every key of SOLVER.SCHEDULER, and that STEPS and CHAIN phases lie inside the run."""
+    check_node(sched, SCHEDULER_RULES, prefix,
+               sub_nodes=("ONE_CYCLE", "NOAM", "CHAIN", "MOMENTUM", "WEIGHT_DECAY"))
+    check_node(sched.ONE_CYCLE, ONE_CYCLE_RULES, f"{prefix}.ONE_CYCLE")
+    check_node(sched.NOAM, {"WARMUP_ITERS": (lambda v: is_int(v) and v > 0, "an integer > 0")}, f"{prefix}.NOAM")
+    check_node(sched.CHAIN, {"PHASES": (_is_phases, "a list of (POLICY, BEGIN, END) with POLICY in "
+                                        f"{' | '.join(CHAIN_POLICIES)}, 0 <= BEGIN < END, in order, not overlapping")},
+               f"{prefix}.CHAIN")
+    check_node(sched.MOMENTUM, MOMENTUM_SCHEDULE_RULES, f"{prefix}.MOMENTUM")
+    check_node(sched.WEIGHT_DECAY, WEIGHT_DECAY_SCHEDULE_RULES, f"{prefix}.WEIGHT_DECAY")
     total_key = "TOTAL_ITERS" if sched.TOTAL_EPOCHS is None else "TOTAL_EPOCHS"
     total = sched[total_key]
+    chained = sched.POLICY.upper() == "CHAIN"
+    if chained != bool(sched.CHAIN.PHASES):
+        raise ConfigError(f"{prefix}.CHAIN.PHASES = {tuple(sched.CHAIN.PHASES)!r} is used exactly when {prefix}.POLICY"
+                          f" is CHAIN (POLICY is {sched.POLICY!r})")
+    if chained and sched.CHAIN.PHASES[-1][2] > total:
+        raise ConfigError(invalid_value(f"{prefix}.CHAIN.PHASES", tuple(sched.CHAIN.PHASES),
+                                        f"phases that end by {prefix}.{total_key} = {total}"))
+    if sched.POLICY.upper() not in ("STEP", "STEP_COSINE") and not (
+            chained and any(p[0].upper() == "STEP" for p in sched.CHAIN.PHASES)):
+        return  # STEPS are unused by the other policies; their range is not held against the run length
     if sched.STEPS[-1] >= total:
         raise ConfigError(invalid_value(f"{prefix}.STEPS", sched.STEPS,
                                         f"each step in (0, {prefix}.{total_key} = {total})"))
 
 
 ACCUMULATION_RULES: Dict[str, Rule] = {
-    "STEPS": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "STEPS": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
 }
 
 AMP_RULES: Dict[str, Rule] = {
@@ -165,7 +245,7 @@ AMP_RULES: Dict[str, Rule] = {
 
 MODEL_RULES: Dict[str, Rule] = {
     "NAME": (lambda v: isinstance(v, str) and v != "", "a torchvision classification model name"),
-    "NUM_CLASSES": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "NUM_CLASSES": (lambda v: is_int(v) and v >= 2, "an integer >= 2"),
     "NORM": (_one_of(("BN", "GN", "FROZEN_BN")), "BN | GN | FROZEN_BN"),
     "SMALL_INPUT": (_is_bool, "True or False"),
 }
@@ -173,28 +253,33 @@ MODEL_RULES: Dict[str, Rule] = {
 DATA_RULES: Dict[str, Rule] = {
     "DATASET": (_one_of(("digits", "image_folder", "fake"), case_sensitive=True), "digits | image_folder | fake"),
     "ROOT": (lambda v: isinstance(v, str), "a folder path (image_folder)"),
-    "IMAGE_SIZE": (lambda v: _is_int(v) and v >= 8, "an integer >= 8"),
+    "IMAGE_SIZE": (lambda v: is_int(v) and v >= 8, "an integer >= 8"),
     "VAL_FRACTION": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
-    "FAKE_SIZE": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "NUM_WORKERS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "FAKE_SIZE": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "NUM_WORKERS": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
 }
 
-_positive_int: Rule = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+_positive_int: Rule = (lambda v: is_int(v) and v >= 1, "an integer >= 1")
 
 TRAIN_RULES: Dict[str, Rule] = {
     "BATCH_SIZE": _positive_int,
     "CHECKPOINT_PERIOD": _positive_int,
     "CHECKPOINTS_TO_KEEP": _positive_int,
     "WRITER_PERIOD": _positive_int,
-    "EVAL_PERIOD": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
+    "EVAL_PERIOD": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
 }
 
 
 def validate_solver_cfg(solver: Any) -> None:
     """Check the whole SOLVER tree."""
-    check_node(solver, {}, "SOLVER", sub_nodes=("OPTIMIZER", "SCHEDULER", "ACCUMULATION", "AMP"))
+    check_node(solver, {}, "SOLVER",
+               sub_nodes=("OPTIMIZER", "SCHEDULER", "ACCUMULATION", "AMP", "LR_SCALING", "OPTIMIZERS"))
     validate_optimizer_cfg(solver.OPTIMIZER)
     validate_scheduler_cfg(solver.SCHEDULER)
+    check_node(solver.LR_SCALING, LR_SCALING_RULES, "SOLVER.LR_SCALING")
+    from pet.config.optimizers import optimizer_entries  # it builds on this module's checks
+
+    optimizer_entries(solver)
     check_node(solver.ACCUMULATION, ACCUMULATION_RULES, "SOLVER.ACCUMULATION")
     check_node(solver.AMP, AMP_RULES, "SOLVER.AMP")
 
@@ -202,7 +287,7 @@ def validate_solver_cfg(solver: Any) -> None:
 def validate_cfg(cfg: Any) -> None:
     """Check the whole config: top-level keys, MODEL, DATA, TRAIN, TEST and SOLVER."""
     check_node(cfg, {"OUTPUT_DIR": (lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
-                     "SEED": (lambda v: _is_int(v) and v >= 0, "an integer >= 0")},
+                     "SEED": (lambda v: is_int(v) and v >= 0, "an integer >= 0")},
                "", sub_nodes=("MODEL", "DATA", "TRAIN", "TEST", "SOLVER"))
     check_node(cfg.MODEL, MODEL_RULES, "MODEL")
     check_node(cfg.DATA, DATA_RULES, "DATA")

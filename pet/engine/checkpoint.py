@@ -71,14 +71,32 @@ def _group_layout(groups: Any) -> list:
     return [(g.get("name"), tuple(g.get("param_names", ())), len(g["params"])) for g in groups]
 
 
-def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, Any], path: str) -> None:
+def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, Any]) -> None:
     """Refuse optimizer state saved for other param groups (a changed model or changed grouping rules)."""
     now, then = _group_layout(optimizer.param_groups), _group_layout(saved["param_groups"])
     if now != then:
         def describe(layout: list) -> str:
             return ", ".join(f"{name} ({count} tensors)" for name, _, count in layout)
-        raise CheckpointError(f"checkpoint {path} holds optimizer state for param groups [{describe(then)}] but the "
-                              f"optimizer has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
+        raise CheckpointError(f"it holds optimizer state for param groups [{describe(then)}] but the optimizer "
+                              f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
+
+
+class StateDictGroup:
+    """Several named objects (the optimizers or schedulers of a run) saved and loaded as one state dict."""
+
+    def __init__(self, members: Dict[str, Any]) -> None:
+        self.members = members
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {name: member.state_dict() for name, member in self.members.items()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if sorted(state) != sorted(self.members):
+            raise CheckpointError(f"it holds state for {sorted(state)}, but this run has {sorted(self.members)}")
+        for name, member in self.members.items():
+            if isinstance(member, torch.optim.Optimizer):
+                check_optimizer_groups(member, state[name])
+            member.load_state_dict(state[name])
 
 
 class Checkpointer:
@@ -130,10 +148,12 @@ class Checkpointer:
         missing = [key for key in self.objects if key not in data]
         if missing:
             raise CheckpointError(f"checkpoint {path} has no state for {missing}")
-        if "optimizer" in self.objects:
-            check_optimizer_groups(self.objects["optimizer"], data["optimizer"], path)
         for key, obj in self.objects.items():
-            obj.load_state_dict(data[key])
+            try:  # a group of one: an optimizer's groups are checked before its state is loaded
+                StateDictGroup({key: obj}).load_state_dict({key: data[key]})
+            except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
+                raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
+                                      f"{' '.join(str(e).split())}") from None
         if restore_rng:
             restore_rng_state(data["rng"])
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])

@@ -64,18 +64,23 @@ class IterationTimer(HookBase):
 
 
 class LRSchedulerHook(HookBase):
-    """Records the lr every group ran at (`lr/<group>`, and `lr` for the first), then steps the scheduler."""
+    """Records the lr every group of every optimizer ran at, then steps every scheduler.
 
-    def __init__(self, optimizer: Any, scheduler: Any) -> None:
-        self.optimizer = optimizer
-        self.scheduler = scheduler
+    Names: `lr/<group>` (`lr/<optimizer>/<group>` for named optimizers), and `lr` for the first group.
+    """
+
+    def __init__(self, units: List[Any]) -> None:
+        self.units = units
 
     def after_step(self) -> None:
         storage = self.trainer.storage
-        for index, group in enumerate(self.optimizer.param_groups):
-            storage.put_scalar(f"lr/{group.get('name', index)}", group["lr"])
-        storage.put_scalar("lr", self.optimizer.param_groups[0]["lr"])
-        self.scheduler.step()
+        for unit in self.units:
+            prefix = f"lr/{unit.name}/" if unit.name else "lr/"
+            for index, group in enumerate(unit.optimizer.param_groups):
+                storage.put_scalar(f"{prefix}{group.get('name', index)}", group["lr"])
+        storage.put_scalar("lr", self.units[0].optimizer.param_groups[0]["lr"])
+        for unit in self.units:
+            unit.scheduler.step()
 
 
 class EvalHook(HookBase):

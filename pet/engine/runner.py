@@ -9,7 +9,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -18,14 +18,16 @@ from torch.nn.parallel import DistributedDataParallel
 from pet.config import ConfigError, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
-from pet.engine.checkpoint import Checkpointer, atomic_write, read_checkpoint
+from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint
 from pet.engine.distributed import init_distributed, is_main_process
 from pet.engine.evaluation import evaluate_classifier
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
 from pet.engine.trainer import Trainer, classification_losses
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_classifier
-from pet.solver import LearningRateScheduler, Optimizer
+from pet.solver.lr_scaling import apply_linear_scaling
+from pet.solver.lr_scheduler import lr_schedule_from_cfg
+from pet.solver.units import SolverUnit, build_solver_units
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +81,22 @@ def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int
         raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
 
 
+def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int) -> None:
+    """Refuse the combinations of several optimizers that the trainer cannot run correctly."""
+    if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.STEP_INTERVAL > 1 cannot be combined with SOLVER.AMP.DTYPE float16 "
+                          "(one GradScaler cannot unscale gradients summed under different scales); use bfloat16")
+    if world_size > 1 and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES needs a single process: DDP reduces the gradients of one "
+                          "backward pass over all parameters")
+
+
 @dataclass
 class Run:
     """Everything a training run is made of, built from a config by `build_run`."""
 
     model: torch.nn.Module  # the unwrapped model (DDP wraps it inside `trainer`)
-    optimizer: torch.optim.Optimizer
-    scheduler: LearningRateScheduler
+    units: List[SolverUnit]  # the optimizers with their schedulers
     trainer: Trainer
     eval_hook: EvalHook
     start_iter: int
@@ -113,14 +124,18 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     seed_everything(cfg.SEED)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     model = build_classifier(cfg).to(device)
-    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
     updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
-    scheduler = LearningRateScheduler(optimizer, cfg.SOLVER, iter_per_epoch=updates_per_epoch)
+    images_per_update = cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS
+    solver_cfg = apply_linear_scaling(cfg.SOLVER, images_per_update)
+    units = build_solver_units(model, solver_cfg, iter_per_epoch=updates_per_epoch)
+    max_iter = lr_schedule_from_cfg(solver_cfg, updates_per_epoch).total_iters
     amp = cfg.SOLVER.AMP
     amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
+    check_unit_support(units, amp_dtype, world_size)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
-                                model=model, optimizer=optimizer, scheduler=scheduler, grad_scaler=scaler)
+                                model=model, optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
+                                schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=scaler)
 
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     if is_main_process():
@@ -128,8 +143,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(cfg.dump().encode()))
         attach_log_file(cfg.OUTPUT_DIR)
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
-                world_size, device, updates_per_epoch,
-                cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS)
+                world_size, device, updates_per_epoch, images_per_update)
 
     start_iter = 0
     latest = checkpointer.latest() if resume else None
@@ -137,13 +151,12 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         start_iter = checkpointer.load(latest)["iteration"]  # also restores the RNG states
     elif resume:
         logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
-    max_iter = scheduler.schedule.total_iters
 
     ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world_size > 1 else model
     loader = build_train_loader(cfg, train_set, rank, world_size, start_iter)
     val_loader = build_val_loader(cfg, val_set, rank, world_size)
-    trainer = Trainer(ddp_model, classification_losses, loader, optimizer, device,
+    trainer = Trainer(ddp_model, classification_losses, loader, units, device,
                       accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
                       grad_scaler=scaler if scaler.is_enabled() else None)
     eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: evaluate_classifier(model, val_loader, device))
@@ -151,12 +164,12 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
         IterationTimer(),
-        LRSchedulerHook(optimizer, scheduler),
+        LRSchedulerHook(units),
         eval_hook,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
         PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
     ])
-    return Run(model, optimizer, scheduler, trainer, eval_hook, start_iter, max_iter, cfg.OUTPUT_DIR)
+    return Run(model, units, trainer, eval_hook, start_iter, max_iter, cfg.OUTPUT_DIR)
 
 
 def train(cfg: Any, resume: bool = False) -> Dict[str, float]:

@@ -1,23 +1,28 @@
-"""The training loop: micro-batches with accumulation and mixed precision, one optimizer update per iteration.
+"""The training loop: micro-batches with accumulation and mixed precision, one update per iteration.
 
 One iteration is one optimizer update (the LR schedule's k), whatever the number of micro-batches. Under DDP the
 non-last micro-batches run in `no_sync()`, so gradients are all-reduced once per update. With float16, a
 GradScaler scales the loss, gradients are unscaled before the optimizer step (and so before clipping), and an
 update the scaler skips for inf/NaN gradients is counted. A non-finite loss on any process skips the update on
 every process, so the replicas never diverge; parameters and optimizer state stay as they were.
+
+Several optimizers (solver units) may share the loop: each gets the gradient of its own losses on its own
+parameters, and steps after every `step_interval` iterations with the gradients averaged over them.
 """
 import contextlib
 import logging
 import math
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pet.engine.distributed import all_reduce_sum, get_world_size
+from pet.config.errors import ConfigError
 from pet.engine.events import EventStorage
 from pet.engine.hooks import HookBase
+from pet.solver.units import SolverUnit
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ class Trainer:
         model: the module to train (DDP-wrapped when distributed).
         loss_fn: (model, batch) -> dict of losses; their sum is minimised.
         data: an endless iterable of micro-batches.
-        optimizer: the optimizer (clipping runs inside its step, as a pre-hook).
+        units: the optimizers (clipping runs inside each step, as a pre-hook); a bare optimizer is one unit.
         device: where batches go.
         accumulation: micro-batches per update.
         amp_dtype: torch.float16 or torch.bfloat16 for autocast; None for full precision.
@@ -56,12 +61,12 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFunction, data: Iterable[Any],
-                 optimizer: torch.optim.Optimizer, device: torch.device, accumulation: int = 1,
+                 units: Union[List[SolverUnit], torch.optim.Optimizer], device: torch.device, accumulation: int = 1,
                  amp_dtype: Optional[torch.dtype] = None, grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.data = data
-        self.optimizer = optimizer
+        self.units = [SolverUnit("", units)] if isinstance(units, torch.optim.Optimizer) else list(units)
         self.device = device
         self.accumulation = accumulation
         self.amp_dtype = amp_dtype
@@ -101,21 +106,37 @@ class Trainer:
                 hook.after_train()
 
     def run_step(self) -> None:
-        """One optimizer update over `accumulation` micro-batches."""
+        """One iteration: gradients over `accumulation` micro-batches, then the due optimizers step."""
+        due = [unit for unit in self.units if unit.is_due(self.iter)]
         losses = self._accumulate_gradients()
         # One collective for every loss: the mean over processes, which is non-finite if any process's is.
         names = sorted(losses)
         means = (all_reduce_sum(torch.stack([losses[n] for n in names])) / get_world_size()).tolist()
         total = sum(means)
         if math.isfinite(total):
-            skipped = not self._update()
+            skipped = not self._update(due)
         else:
             logger.warning("Non-finite loss %s at iteration %d: update skipped", total, self.iter)
-            skipped = True
-        self.optimizer.zero_grad(set_to_none=True)
+            skipped, due = True, self.units  # every gradient since the last update may hold the NaN
+        for unit in due:
+            unit.optimizer.zero_grad(set_to_none=True)
         self.skipped_updates += int(skipped)
         self.storage.put_scalars(loss=total, skipped_updates=self.skipped_updates,
                                  **{name: value for name, value in zip(names, means)})
+
+    def _loss_targets(self, loss_names: Sequence[str]) -> List[Tuple[Optional[Tuple[str, ...]], Optional[list]]]:
+        """(losses to sum or None for all, parameters or None for all) per backward pass of a micro-batch."""
+        if all(not unit.losses for unit in self.units):
+            return [(None, None)]  # one backward of the total loss reaches every optimizer's parameters
+        targets: Dict[Tuple[str, ...], list] = {}
+        for unit in self.units:
+            wanted = unit.losses or tuple(loss_names)
+            missing = [name for name in wanted if name not in loss_names]
+            if missing:
+                raise ConfigError(f"SOLVER.OPTIMIZERS.{unit.name}.LOSSES names {missing}, but the model's losses "
+                                  f"are {sorted(loss_names)}")
+            targets.setdefault(tuple(wanted), []).extend(unit.params())
+        return [(names, params) for names, params in targets.items()]
 
     def _accumulate_gradients(self) -> Dict[str, torch.Tensor]:
         """Forward and backward every micro-batch of the update; return the mean of each loss."""
@@ -127,23 +148,38 @@ class Trainer:
             with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     losses = self.loss_fn(self.model, batch)
-                loss = sum(losses.values()) / self.accumulation
-                (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
+                targets = self._loss_targets(list(losses))
+                for index, (names, params) in enumerate(targets):
+                    loss = sum(losses[n] for n in names) if names else sum(losses.values())
+                    loss = loss / self.accumulation
+                    scaled = self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss
+                    scaled.backward(inputs=params, retain_graph=index < len(targets) - 1)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0) + value.detach().float() / self.accumulation
         return sums
 
-    def _update(self) -> bool:
-        """Step the optimizer; return whether the update was applied (not skipped for inf/NaN gradients)."""
-        clipper = getattr(self.optimizer, "grad_clipper", None)
-        clip_skips = clipper.num_skipped if clipper is not None else 0
+    def _update(self, due: List[SolverUnit]) -> bool:
+        """Step the due optimizers; return whether every update was applied (none skipped for inf/NaN)."""
+        clip_skips = [self._clip_skips(unit) for unit in due]
+        for unit in due:
+            if unit.step_interval > 1:  # the mean, not the sum, of the gradients since its last step
+                grads = [p.grad for p in unit.params() if p.grad is not None]
+                torch._foreach_mul_(grads, 1.0 / unit.step_interval)
         if self.grad_scaler is None:
-            self.optimizer.step()
+            for unit in due:
+                unit.optimizer.step()
             applied = True
         else:
-            self.grad_scaler.unscale_(self.optimizer)  # clipping must see true gradients
             scale = self.grad_scaler.get_scale()
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
+            for unit in due:
+                self.grad_scaler.unscale_(unit.optimizer)  # clipping must see true gradients
+                self.grad_scaler.step(unit.optimizer)
+            if due:
+                self.grad_scaler.update()
             applied = self.grad_scaler.get_scale() >= scale  # the scale shrinks exactly when it skipped
-        return applied and (clipper is None or clipper.num_skipped == clip_skips)
+        return applied and clip_skips == [self._clip_skips(unit) for unit in due]
+
+    @staticmethod
+    def _clip_skips(unit: SolverUnit) -> int:
+        clipper = getattr(unit.optimizer, "grad_clipper", None)
+        return clipper.num_skipped if clipper is not None else 0

@@ -7,7 +7,7 @@ or swapped at run time.
 """
 import inspect
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -92,19 +92,25 @@ class Optimizer:
     Args:
         model: the module whose trainable parameters are optimized.
         cfg: the SOLVER.OPTIMIZER node; it is validated here, before any work.
+        modules: dotted names of the submodules to optimize (all of the model when empty); parameter names and
+            the rules still see the full names.
+        key: the config key of `cfg`, for error messages (SOLVER.OPTIMIZERS.<name>.OPTIMIZER for named ones).
     """
 
-    def __init__(self, model: nn.Module, cfg: Any) -> None:
-        validate_optimizer_cfg(cfg)
+    def __init__(self, model: nn.Module, cfg: Any, modules: Sequence[str] = (),
+                 key: str = "SOLVER.OPTIMIZER") -> None:
+        validate_optimizer_cfg(cfg, prefix=key)
         self.model = model
         self.cfg = cfg
+        self.modules = tuple(modules)
+        self.key = key
 
     def build(self) -> torch.optim.Optimizer:
         """Return a `torch.optim.Optimizer` with merged param groups and clipping, as configured."""
         cls = optimizer_class(self.cfg.TYPE)
-        groups = build_param_groups(self.model, self.cfg)
+        groups = build_param_groups(self.model, self.cfg, self.modules)
         check_weight_decay_supported(cls, groups)
-        optimizer = construct_optimizer(cls, groups, optimizer_kwargs(cls, self.cfg))
+        optimizer = construct_optimizer(cls, groups, optimizer_kwargs(cls, self.cfg), key=f"{self.key}.TYPE")
         if self.cfg.CLIP_GRADIENTS.ENABLED:
             add_gradient_clipping(optimizer, self.cfg.CLIP_GRADIENTS)
         logger.info("Optimizer %s with %d parameter groups:\n%s", cls.__name__, len(optimizer.param_groups),

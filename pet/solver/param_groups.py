@@ -2,12 +2,17 @@
 
 The rules are plain functions of (name, module, parameter): `param_kind` says what a parameter is (a norm-layer
 parameter, an embedding, a bias, or an ordinary weight) and `param_hyperparams` turns that into an lr and a weight
-decay. `merge_param_groups` is separate: parameters with equal hyperparameters share one group, in first-seen
-order, so the optimizer holds exactly as many groups as there are distinct hyperparameter sets.
+decay. Layer-wise decay (ViT/Swin) and the regex overrides of OVERRIDES.RULES then adjust them, in that order.
+`merge_param_groups` is separate: parameters with equal hyperparameters share one group, in first-seen order, so
+the optimizer holds exactly as many groups as there are distinct hyperparameter sets.
 """
-from typing import Any, Dict, Iterator, List, NamedTuple, Tuple
+import re
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
+
+from pet.config.errors import ConfigError
+from pet.solver.layer_decay import layer_ids
 
 # Every norm layer of torch.nn. `_NormBase` also covers subclasses that do not derive from the public classes
 # (the lazy BatchNorm/InstanceNorm variants).
@@ -27,12 +32,12 @@ KINDS = ("norm", "embed", "bias", "weight")
 
 
 class ParamEntry(NamedTuple):
-    """One trainable parameter with its full dotted name, its hyperparameters and a readable label."""
+    """One trainable parameter: full dotted name, hyperparameters, and a label (scope, tag, kind) for names."""
 
     name: str
     param: nn.Parameter
     hyperparams: Dict[str, Any]
-    label: str
+    label: Tuple[str, str, str]
 
 
 def trainable_parameters(model: nn.Module) -> Iterator[Tuple[str, nn.Module, str, nn.Parameter]]:
@@ -85,13 +90,48 @@ def param_hyperparams(full_name: str, kind: str, cfg: Any) -> Dict[str, Any]:
     return hyperparams
 
 
-def param_entries(model: nn.Module, cfg: Any) -> List[ParamEntry]:
-    """Apply the rules to every trainable parameter of `model` (cfg: SOLVER.OPTIMIZER)."""
+def apply_overrides(full_name: str, hyperparams: Dict[str, Any], rules: Sequence[Tuple[str, float, Optional[float]]]
+                    ) -> Tuple[Dict[str, Any], str]:
+    """Apply every (regex, lr factor, weight decay) rule whose regex matches the whole name, in order.
+
+    Returns the new hyperparameters and a tag naming the rules that applied (`override1`, `override1,3`).
+    """
+    applied = []
+    for index, (pattern, lr_factor, weight_decay) in enumerate(rules, start=1):
+        if re.fullmatch(pattern, full_name):
+            hyperparams = dict(hyperparams, lr=hyperparams["lr"] * lr_factor)
+            if weight_decay is not None:
+                hyperparams["weight_decay"] = weight_decay
+            applied.append(str(index))
+    return hyperparams, f"override{','.join(applied)}" if applied else ""
+
+
+def in_modules(full_name: str, modules: Sequence[str]) -> bool:
+    """Whether a parameter lives under one of `modules` (dotted module names); every parameter when empty."""
+    return not modules or any(full_name.startswith(module + ".") for module in modules)
+
+
+def param_entries(model: nn.Module, cfg: Any, modules: Sequence[str] = ()) -> List[ParamEntry]:
+    """Apply the rules to every trainable parameter of `model` under `modules` (cfg: SOLVER.OPTIMIZER)."""
+    params = [p for p in trainable_parameters(model) if in_modules(p[0], modules)]
+    rate = cfg.LAYER_DECAY.RATE
+    layers: Dict[str, int] = {}
+    if rate < 1:
+        try:
+            layers = layer_ids(model, [name for name, _, _, _ in params])
+        except ValueError as e:
+            raise ConfigError(f"SOLVER.OPTIMIZER.LAYER_DECAY.RATE = {rate}: {e}") from None
     entries = []
-    for full_name, module, local_name, param in trainable_parameters(model):
+    for full_name, module, local_name, param in params:
         kind = param_kind(local_name, module)
+        hyperparams = param_hyperparams(full_name, kind, cfg)
+        tag = ""
+        if layers:
+            hyperparams["lr"] *= rate ** (layers[""] - layers[full_name])
+            tag = f"layer{layers[full_name]}"
+        hyperparams, override_tag = apply_overrides(full_name, hyperparams, cfg.OVERRIDES.RULES)
         scope = cfg.BACKBONE_PREFIX if in_backbone(full_name, cfg.BACKBONE_PREFIX) else ""
-        entries.append(ParamEntry(full_name, param, param_hyperparams(full_name, kind, cfg), f"{scope}:{kind}"))
+        entries.append(ParamEntry(full_name, param, hyperparams, (scope, override_tag or tag, kind)))
     return entries
 
 
@@ -101,7 +141,7 @@ def merge_param_groups(entries: List[ParamEntry]) -> List[Dict[str, Any]]:
     Each group holds `params` as (name, tensor) pairs, so torch records `param_names`, and a readable `name`.
     """
     groups: Dict[Tuple, Dict[str, Any]] = {}
-    labels: Dict[Tuple, List[str]] = {}
+    labels: Dict[Tuple, List[Tuple[str, str, str]]] = {}
     for entry in entries:
         key = tuple(sorted(entry.hyperparams.items()))
         if key not in groups:
@@ -117,15 +157,16 @@ def merge_param_groups(entries: List[ParamEntry]) -> List[Dict[str, Any]]:
     return list(groups.values())
 
 
-def group_name(labels: List[str]) -> str:
-    """A readable name from member labels `scope:kind`: `backbone.norm`, `bias`, `backbone.norm+bias`.
+def group_name(labels: List[Tuple[str, str, str]]) -> str:
+    """A readable name from member labels (scope, tag, kind): `backbone.norm+bias`, `layer3.weight`, `bias`.
 
-    The scope is named only when every member shares it; kinds are joined with `+` in first-seen order.
+    The scope and the tag are named only when every member shares them; kinds are joined with `+` in
+    first-seen order.
     """
-    scopes = {label.split(":", 1)[0] for label in labels}
-    kinds = list(dict.fromkeys(label.split(":", 1)[1] for label in labels))
-    scope = scopes.pop() if len(scopes) == 1 else ""
-    return f"{scope}.{'+'.join(kinds)}" if scope else "+".join(kinds)
+    shared = [labels[0][position] for position in (0, 1)
+              if labels[0][position] and all(label[position] == labels[0][position] for label in labels)]
+    kinds = "+".join(dict.fromkeys(label[2] for label in labels))
+    return ".".join(shared + [kinds])
 
 
 def _unique(name: str, taken: List[str]) -> str:
@@ -137,9 +178,10 @@ def _unique(name: str, taken: List[str]) -> str:
     return candidate
 
 
-def build_param_groups(model: nn.Module, cfg: Any) -> List[Dict[str, Any]]:
-    """Rules then merge: the param groups for `model` under SOLVER.OPTIMIZER `cfg`."""
-    entries = param_entries(model, cfg)
+def build_param_groups(model: nn.Module, cfg: Any, modules: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Rules then merge: the param groups for `model` (or its `modules`) under SOLVER.OPTIMIZER `cfg`."""
+    entries = param_entries(model, cfg, modules)
     if not entries:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters (all are frozen or there are none)")
+        where = f"modules {list(modules)} of " if modules else ""
+        raise ValueError(f"{where}{type(model).__name__} have no trainable parameters (all frozen, or none)")
     return merge_param_groups(entries)

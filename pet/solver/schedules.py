@@ -53,6 +53,51 @@ def step_cosine_factor(k: int, steps: Sequence[float], gamma: float, total_iters
     return gamma ** (len(steps) - 1) * _half_cosine(progress, min_factor)
 
 
+def one_cycle_factor(k: int, total_iters: int, pct_start: float, div_factor: float, final_div_factor: float) -> float:
+    """Smith's one cycle: from 1/div up to 1 over pct_start of the run, then down to 1/(div * final_div), both
+    along half a cosine; holds after M."""
+    peak = pct_start * total_iters
+    start, end = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
+    if k < peak:
+        return start + (1.0 - start) * (1.0 - _half_cosine(k / peak, 0.0))
+    return _half_cosine((min(k, total_iters) - peak) / (total_iters - peak), end)
+
+
+def noam_factor(k: int, total_iters: int, warmup_iters: int) -> float:
+    """Noam: min((k+1) / W, sqrt(W / (k+1))), 1 at k + 1 = W; holds after M."""
+    step = min(k, total_iters) + 1
+    return min(step / warmup_iters, math.sqrt(warmup_iters / step))
+
+
+def chain_factor(k: int, phases: Sequence[Tuple[str, int, int]], steps: Sequence[float], gamma: float,
+                 power: float, min_factor: float) -> float:
+    """Phases (POLICY, BEGIN, END) back to back: each multiplies the factor the previous one ended at.
+
+    CONSTANT holds; STEP decays by GAMMA at the milestones of STEPS inside the phase; COSINE and POLY decay to
+    m times the carried factor over the phase. Between and after phases the factor holds.
+    """
+    carried = 1.0
+    for policy, begin, end in phases:
+        if k < begin:
+            break
+        local, length = min(k, end) - begin, end - begin
+        if policy == "STEP":
+            value = step_factor(begin + local, [s for s in steps if begin < s < end], gamma)
+        elif policy == "COSINE":
+            value = cosine_factor(local, length, min_factor)
+        elif policy == "POLY":
+            value = poly_factor(local, length, power, min_factor)
+        else:
+            value = 1.0
+        carried *= value
+    return carried
+
+
+def cosine_ramp(k: int, total_iters: int, start: float, end: float) -> float:
+    """From `start` at k = 0 to `end` at k = M along half a cosine; holds after M (momentum, weight decay)."""
+    return end + (start - end) * _half_cosine(min(k, total_iters) / total_iters, 0.0)
+
+
 @dataclass(frozen=True)
 class LRSchedule:
     """The whole LR multiplier f(k) = warmup(k) * policy(k), all lengths in optimizer updates."""
@@ -66,6 +111,9 @@ class LRSchedule:
     warmup_method: str
     lr_pow: float
     min_lr_factor: float
+    one_cycle: Tuple[float, float, float] = (0.3, 25.0, 1e4)  # PCT_START, DIV_FACTOR, FINAL_DIV_FACTOR
+    noam_warmup_iters: int = 4000
+    phases: Tuple[Tuple[str, int, int], ...] = ()
 
     def policy_factor(self, k: int) -> float:
         """The decay policy's multiplier at update k, without warmup."""
@@ -77,7 +125,14 @@ class LRSchedule:
             return poly_factor(k, self.total_iters, self.lr_pow, self.min_lr_factor)
         if self.policy == "STEP_COSINE":
             return step_cosine_factor(k, self.steps, self.gamma, self.total_iters, self.min_lr_factor)
-        raise ValueError(f"unknown policy {self.policy!r}; expected STEP, COSINE, STEP_COSINE or POLY")
+        if self.policy == "ONE_CYCLE":
+            return one_cycle_factor(k, self.total_iters, *self.one_cycle)
+        if self.policy == "NOAM":
+            return noam_factor(k, self.total_iters, self.noam_warmup_iters)
+        if self.policy == "CHAIN":
+            return chain_factor(k, self.phases, self.steps, self.gamma, self.lr_pow, self.min_lr_factor)
+        raise ValueError(f"unknown policy {self.policy!r}; expected STEP, COSINE, STEP_COSINE, POLY, ONE_CYCLE, "
+                         "NOAM or CHAIN")
 
     def __call__(self, k: int) -> float:
         """f(k): the multiplier of every group's base lr for update k."""

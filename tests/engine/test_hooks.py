@@ -27,7 +27,8 @@ def test_lr_hook_records_the_lr_the_step_ran_at_then_steps():
         for g in groups:
             g["lr"] /= 10
 
-    hook = LRSchedulerHook(SimpleNamespace(param_groups=groups), SimpleNamespace(step=step))
+    unit = SimpleNamespace(name="", optimizer=SimpleNamespace(param_groups=groups), scheduler=SimpleNamespace(step=step))
+    hook = LRSchedulerHook([unit])
     run(hook, 1)
     latest = hook.trainer.storage.latest()
     assert (latest["lr"][0], latest["lr/weight"][0], latest["lr/bias"][0]) == (0.1, 0.1, 0.2)

@@ -45,7 +45,7 @@ def test_accumulation_makes_the_same_updates_as_the_large_batch(opt_type):
 def test_accumulation_counts_updates_not_micro_batches():
     trainer = make_trainer(mlp(), batch_size=8, accumulation=4)
     trainer.train(0, 5)
-    assert trainer.optimizer.state_dict()["state"][0]["momentum_buffer"] is not None
+    assert trainer.units[0].optimizer.state_dict()["state"][0]["momentum_buffer"] is not None
     assert trainer.iter == 4  # 5 updates over 20 micro-batches
 
 
@@ -109,7 +109,7 @@ def test_a_nan_loss_skips_the_update_and_is_counted():
         assert torch.equal(p, q)  # update 3 (index 2) changed nothing
     assert not torch.equal(snapshots.snapshots[3][0], snapshots.snapshots[2][0])  # training went on
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert all(torch.isfinite(v).all() for s in trainer.optimizer.state.values() for v in s.values())
+    assert all(torch.isfinite(v).all() for s in trainer.units[0].optimizer.state.values() for v in s.values())
 
 
 def test_an_fp16_update_with_inf_gradients_is_skipped_by_the_scaler_and_counted():

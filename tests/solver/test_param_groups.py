@@ -140,10 +140,12 @@ def test_embedding_parameter_names(name):
     assert param_kind("class_token_x", nn.Module()) == "weight"
 
 
-def test_group_names_name_the_scope_only_when_shared():
-    assert group_name(["backbone:norm", "backbone:bias"]) == "backbone.norm+bias"
-    assert group_name(["backbone:norm", ":norm"]) == "norm"
-    assert group_name([":weight"]) == "weight"
+def test_group_names_name_the_scope_and_tag_only_when_shared():
+    assert group_name([("backbone", "", "norm"), ("backbone", "", "bias")]) == "backbone.norm+bias"
+    assert group_name([("backbone", "", "norm"), ("", "", "norm")]) == "norm"
+    assert group_name([("", "", "weight")]) == "weight"
+    assert group_name([("backbone", "layer3", "weight"), ("backbone", "layer3", "bias")]) == "backbone.layer3.weight+bias"
+    assert group_name([("", "override2", "weight"), ("", "override1", "weight")]) == "weight"
 
 
 def test_a_model_without_trainable_parameters_is_refused():

@@ -74,6 +74,6 @@ def test_a_real_process_exits_non_zero_with_no_traceback(tmp_path, run_tool):
     result = run_tool([sys.executable, TRAIN_NET, "--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.POLICY", "CYCLIC"])
     assert result.returncode == 2
     assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: STEP | COSINE | "
-                             "STEP_COSINE | POLY\n")
+                             "STEP_COSINE | POLY | ONE_CYCLE | NOAM | CHAIN\n")
     assert "Traceback" not in result.stdout + result.stderr
     assert environment()["PYTHONUNBUFFERED"] == "1"

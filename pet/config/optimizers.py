@@ -1,0 +1,57 @@
+"""Named optimizers (SOLVER.OPTIMIZERS): each entry laid over copies of SOLVER.OPTIMIZER and SOLVER.SCHEDULER.
+
+An entry names the top-level modules it trains (MODULES), the losses whose sum it minimises (LOSSES; all when
+empty), how often it steps (STEP_INTERVAL, in iterations), and any OPTIMIZER / SCHEDULER keys that differ from
+the top-level ones. Without entries the run has one optimizer: the top-level one, on the whole model.
+"""
+from typing import Any, Dict
+
+from pet.config.errors import ConfigError
+from pet.config.node import CfgNode
+from pet.config.validation import (invalid_value, is_int, is_names, validate_optimizer_cfg,
+                                   validate_scheduler_cfg)
+
+ENTRY_KEYS = ("MODULES", "LOSSES", "STEP_INTERVAL", "OPTIMIZER", "SCHEDULER")
+
+
+def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
+    """name -> a node with OPTIMIZER, SCHEDULER, LR_SCALING, MODULES, LOSSES, STEP_INTERVAL, all validated.
+
+    The single-optimizer case is the entry "" on every module and every loss.
+    """
+    if not solver.OPTIMIZERS:
+        return {"": _entry(solver.OPTIMIZER, solver.SCHEDULER, solver.LR_SCALING, (), (), 1)}
+    entries, owners = {}, {}
+    for name, node in solver.OPTIMIZERS.items():
+        key = f"SOLVER.OPTIMIZERS.{name}"
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key} = {node!r} must be a group of keys: {', '.join(ENTRY_KEYS)}")
+        for sub in node:
+            if sub not in ENTRY_KEYS:
+                raise ConfigError(f"unknown config key {key}.{sub}; allowed: {', '.join(ENTRY_KEYS)}")
+        modules, losses, interval = node.get("MODULES", ()), node.get("LOSSES", ()), node.get("STEP_INTERVAL", 1)
+        if not is_names(modules) or not modules:
+            raise ConfigError(invalid_value(f"{key}.MODULES", modules, "a non-empty list of module names"))
+        if not is_names(losses):
+            raise ConfigError(invalid_value(f"{key}.LOSSES", losses, "a list of loss names (empty: all losses)"))
+        if not (is_int(interval) and interval >= 1):
+            raise ConfigError(invalid_value(f"{key}.STEP_INTERVAL", interval, "an integer >= 1"))
+        for module in modules:
+            if module in owners:
+                raise ConfigError(f"{key}.MODULES: module {module!r} is already trained by "
+                                  f"SOLVER.OPTIMIZERS.{owners[module]}")
+            owners[module] = name
+        optimizer, scheduler = solver.OPTIMIZER.clone(), solver.SCHEDULER.clone()
+        optimizer.merge_from_other_cfg(node.get("OPTIMIZER", {}), prefix=f"{key}.OPTIMIZER.")
+        scheduler.merge_from_other_cfg(node.get("SCHEDULER", {}), prefix=f"{key}.SCHEDULER.")
+        validate_optimizer_cfg(optimizer, prefix=f"{key}.OPTIMIZER")
+        validate_scheduler_cfg(scheduler, prefix=f"{key}.SCHEDULER")
+        entries[name] = _entry(optimizer, scheduler, solver.LR_SCALING, tuple(modules), tuple(losses), interval)
+    return entries
+
+
+def _entry(optimizer: Any, scheduler: Any, scaling: Any, modules: tuple, losses: tuple, interval: int) -> CfgNode:
+    entry = CfgNode()
+    entry.OPTIMIZER, entry.SCHEDULER, entry.LR_SCALING = optimizer, scheduler, scaling
+    entry.MODULES, entry.LOSSES, entry.STEP_INTERVAL = modules, losses, interval
+    return entry

@@ -1,0 +1,66 @@
+"""Solver units: the optimizers of a run, each with its scheduler, modules, losses and step interval.
+
+A run with one optimizer has one unit (named ""); SOLVER.OPTIMIZERS gives one unit per entry (SpeeChain's
+optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). The trainer treats both alike.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from pet.config import optimizer_entries
+from pet.solver.lr_scheduler import LearningRateScheduler
+from pet.solver.optimizer import Optimizer
+from pet.solver.param_groups import in_modules, trainable_parameters
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SolverUnit:
+    """One optimizer of a run.
+
+    Attributes:
+        name: the entry name under SOLVER.OPTIMIZERS ("" for the single optimizer).
+        optimizer, scheduler: the torch optimizer and its closed-form scheduler (k = the run's iteration).
+        losses: names of the losses it minimises (all when empty).
+        step_interval: it steps after every `step_interval` iterations; gradients are averaged in between.
+    """
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[LearningRateScheduler] = None
+    losses: Tuple[str, ...] = ()
+    step_interval: int = 1
+
+    def is_due(self, iteration: int) -> bool:
+        """Whether it steps at the end of `iteration`."""
+        return (iteration + 1) % self.step_interval == 0
+
+    def params(self) -> List[torch.Tensor]:
+        """Every parameter it updates."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+
+def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1) -> List[SolverUnit]:
+    """One unit per optimizer the SOLVER config describes, in config order."""
+    units = []
+    for name, entry in optimizer_entries(solver_cfg).items():
+        key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
+        optimizer = Optimizer(model, entry.OPTIMIZER, modules=entry.MODULES, key=f"{key}.OPTIMIZER").build()
+        scheduler = LearningRateScheduler(optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=key)
+        units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
+    _warn_untrained(model, solver_cfg, units)
+    return units
+
+
+def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:
+    if len(units) == 1 and not units[0].name:
+        return
+    covered = [m for entry in solver_cfg.OPTIMIZERS.values() for m in entry["MODULES"]]
+    left = [name for name, _, _, _ in trainable_parameters(model) if not in_modules(name, covered)]
+    if left:
+        logger.warning("%d trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. %s",
+                       len(left), left[0])
