@@ -111,6 +111,7 @@ class LearningRateScheduler(LRScheduler):
         self.ft_factor = float(solver_cfg.LR_SCALING.FT_FACTOR)
         self.log_threshold = float(solver_cfg.SCHEDULER.LOG_LR_CHANGE_THRESHOLD)
         self.reference_lr = float(solver_cfg.OPTIMIZER.BASE_LR) * self.ft_factor
+        self._log_prefix = "" if prefix == "SOLVER" else f"{prefix}: "  # which of several optimizers
         self._factor: Optional[float] = None
         for group in optimizer.param_groups:
             group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
@@ -145,7 +146,7 @@ class LearningRateScheduler(LRScheduler):
             for group in self.optimizer.param_groups:
                 group["weight_decay"] = group["initial_weight_decay"] * decay
         if log and self._factor is not None and self._is_big_change(self._factor, factor):
-            logger.info("Changing learning rate %.7f -> %.7f", self._factor * self.reference_lr,
+            logger.info("%sChanging learning rate %.7f -> %.7f", self._log_prefix, self._factor * self.reference_lr,
                         factor * self.reference_lr)
         self._factor = factor
 

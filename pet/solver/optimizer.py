@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 _KWARG_KEYS = {"momentum": "MOMENTUM", "nesterov": "NESTEROV", "betas": "BETAS", "eps": "EPS"}
 
 
-def optimizer_kwargs(cls: type, cfg: Any) -> Dict[str, Any]:
+def optimizer_kwargs(cls: type, cfg: Any, key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
     """The constructor arguments the config supplies to `cls`: those of its signature, nothing else.
 
     MOMENTUM goes to classes that take `momentum` (SGD, RMSprop, LARS), BETAS and EPS to those that take
@@ -37,24 +37,24 @@ def optimizer_kwargs(cls: type, cfg: Any) -> Dict[str, Any]:
     accepted = inspect.signature(cls.__init__).parameters
     defaults = solver_defaults().OPTIMIZER
     kwargs = {}
-    for arg, key in _KWARG_KEYS.items():
-        value = tuple(cfg[key]) if key == "BETAS" else cfg[key]
+    for arg, name in _KWARG_KEYS.items():
+        value = tuple(cfg[name]) if name == "BETAS" else cfg[name]
         if arg in accepted:
             kwargs[arg] = value
-        elif cfg[key] != defaults[key]:
-            logger.warning("SOLVER.OPTIMIZER.%s = %r is not used by %s", key, cfg[key], cls.__name__)
+        elif cfg[name] != defaults[name]:
+            logger.warning("%s.%s = %r is not used by %s", key, name, cfg[name], cls.__name__)
     if "trust_coefficient" in accepted:
         kwargs["trust_coefficient"] = cfg.LARS.TRUST_COEFFICIENT
     return kwargs
 
 
-def check_weight_decay_supported(cls: type, groups: List[Dict[str, Any]]) -> None:
+def check_weight_decay_supported(cls: type, groups: List[Dict[str, Any]], key: str = "SOLVER.OPTIMIZER") -> None:
     """Refuse a non-zero weight decay for a class that has none (e.g. Rprop) instead of ignoring it."""
     if "weight_decay" in inspect.signature(cls.__init__).parameters:
         return
     if any(group["weight_decay"] for group in groups):
-        raise ConfigError(f"SOLVER.OPTIMIZER.TYPE = {cls.__name__} has no weight decay; set SOLVER.OPTIMIZER."
-                          "WEIGHT_DECAY, WEIGHT_DECAY_BIAS, WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED to 0")
+        raise ConfigError(f"{key}.TYPE = {cls.__name__} has no weight decay; set {key}.WEIGHT_DECAY, "
+                          "WEIGHT_DECAY_BIAS, WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED to 0")
 
 
 # Where torch has fused kernels for a class: they update all tensors of a group in one kernel and are several
@@ -107,10 +107,10 @@ class Optimizer:
 
     def build(self) -> torch.optim.Optimizer:
         """Return a `torch.optim.Optimizer` with merged param groups and clipping, as configured."""
-        cls = optimizer_class(self.cfg.TYPE)
+        cls = optimizer_class(self.cfg.TYPE, key=f"{self.key}.TYPE")
         groups = build_param_groups(self.model, self.cfg, self.modules)
-        check_weight_decay_supported(cls, groups)
-        optimizer = construct_optimizer(cls, groups, optimizer_kwargs(cls, self.cfg), key=f"{self.key}.TYPE")
+        check_weight_decay_supported(cls, groups, self.key)
+        optimizer = construct_optimizer(cls, groups, optimizer_kwargs(cls, self.cfg, self.key), key=f"{self.key}.TYPE")
         if self.cfg.CLIP_GRADIENTS.ENABLED:
             add_gradient_clipping(optimizer, self.cfg.CLIP_GRADIENTS)
         logger.info("Optimizer %s with %d parameter groups:\n%s", cls.__name__, len(optimizer.param_groups),

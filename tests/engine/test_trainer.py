@@ -171,3 +171,67 @@ def test_hooks_run_in_order_around_each_step():
     trainer.register_hooks([Recorder(log), None])
     trainer.train(3, 5)
     assert log == ["before_train", "before_step 3", "after_step 3", "before_step 4", "after_step 4", "after_train"]
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk, self.head_a, self.head_b = nn.Linear(12, 8), nn.Linear(8, 3), nn.Linear(8, 3)
+
+
+def two_losses(model, batch):
+    images, labels = batch
+    features = torch.relu(model.trunk(images))
+    return {"loss_a": nn.functional.cross_entropy(model.head_a(features), labels),
+            "loss_b": nn.functional.cross_entropy(model.head_b(features), labels) * 3.0}
+
+
+def plain_sgd(model, modules, lr=0.5):
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", lr, "SOLVER.OPTIMIZER.MOMENTUM", 0.0,
+                         "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0])
+    return Optimizer(model, cfg.SOLVER.OPTIMIZER, modules=modules).build()
+
+
+def test_each_optimizer_gets_the_gradient_of_its_own_losses_only():
+    from pet.solver.units import SolverUnit
+
+    model, reference = TwoHeads(), TwoHeads()
+    units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a")), losses=("loss_a",)),
+             SolverUnit("b", plain_sgd(model, ("head_b",)), losses=("loss_b",))]
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    Trainer(model, two_losses, data, units, torch.device("cpu")).train(0, 1)
+
+    images, labels = next(iter(DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))))
+    losses = two_losses(reference, (images, labels))
+    grad_trunk = torch.autograd.grad(losses["loss_a"], reference.trunk.weight, retain_graph=True)[0]
+    grad_b = torch.autograd.grad(losses["loss_b"], reference.head_b.weight)[0]
+    torch.testing.assert_close(model.trunk.weight, reference.trunk.weight - 0.5 * grad_trunk)
+    torch.testing.assert_close(model.head_b.weight, reference.head_b.weight - 0.5 * grad_b)
+
+
+def test_a_step_interval_averages_gradients_like_accumulation():
+    from pet.solver.units import SolverUnit
+
+    accumulated, interval = mlp(), mlp()
+    make_trainer(accumulated, accumulation=2).train(0, 3)
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1])
+    unit = SolverUnit("", Optimizer(interval, cfg.SOLVER.OPTIMIZER).build(), step_interval=2)
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    Trainer(interval, classification_losses, data, [unit], torch.device("cpu")).train(0, 6)
+    for p, q in zip(accumulated.parameters(), interval.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_a_loss_name_the_model_does_not_return_is_a_config_error():
+    from pet.config import ConfigError
+    from pet.solver.units import SolverUnit
+
+    model = TwoHeads()
+    units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a", "head_b")), losses=("loss_c",))]
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.a\.LOSSES names \['loss_c'\], but the model's losses "
+                                          r"are \['loss_a', 'loss_b'\]"):
+        Trainer(model, two_losses, data, units, torch.device("cpu")).train(0, 1)

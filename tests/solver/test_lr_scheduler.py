@@ -256,3 +256,120 @@ def test_warmup_changes_are_logged_while_their_ratio_exceeds_the_threshold(caplo
     # 0.091 -> 0.1 is a ratio of 1.0989 < 1.1, while 0.082 -> 0.091 is 1.1098 > 1.1.
     assert changes == [f"{a:.7f} -> {b:.7f}" for a, b in zip(
         [0.019, 0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082], [0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082, 0.091])]
+
+
+def test_ft_factor_scales_every_lr_without_changing_the_shape():
+    optimizer, scheduler = make("SOLVER.LR_SCALING.FT_FACTOR", 0.1, model=toy_model())
+    base = [g["initial_lr"] for g in optimizer.param_groups]
+    history = []
+    for _ in range(35):
+        history.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    # k = 0: warmup 0.1; k = 34: after the first milestone 0.1; both times FT_FACTOR 0.1.
+    assert history[0] == pytest.approx([b * 0.1 * 0.1 for b in base])
+    assert history[34] == pytest.approx([b * 0.1 * 0.1 for b in base])
+    assert [g["initial_lr"] for g in optimizer.param_groups] == base  # the groups' own base lrs are untouched
+
+
+@pytest.mark.parametrize("opt_type, read", [("SGD", lambda g: g["momentum"]), ("ADAMW", lambda g: g["betas"][0]),
+                                            ("RMSPROP", lambda g: g["momentum"])])
+def test_cyclic_momentum_moves_against_the_lr(opt_type, read):
+    optimizer, scheduler = make("SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.SCHEDULER.POLICY", "ONE_CYCLE",
+                                "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.SCHEDULER.MOMENTUM.POLICY", "CYCLIC")
+    momenta = []
+    for _ in range(101):
+        momenta.append(read(optimizer.param_groups[0]))
+        optimizer.step()
+        scheduler.step()
+    # START - (START - END) * f(k): f(0) = 0.04, f(30) = 1 (the peak), f(100) = 4e-6.
+    assert momenta[0] == pytest.approx(0.95 - 0.1 * 0.04)
+    assert momenta[30] == pytest.approx(0.85)
+    assert momenta[100] == pytest.approx(0.95 - 0.1 * 4e-6)
+    if opt_type == "ADAMW":
+        assert optimizer.param_groups[0]["betas"][1] == 0.999
+
+
+def test_cosine_momentum_and_weight_decay_schedules():
+    optimizer, scheduler = make("SOLVER.SCHEDULER.MOMENTUM.POLICY", "COSINE", "SOLVER.SCHEDULER.MOMENTUM.START", 0.9,
+                                "SOLVER.SCHEDULER.MOMENTUM.END", 0.5, "SOLVER.SCHEDULER.WEIGHT_DECAY.POLICY", "COSINE",
+                                "SOLVER.SCHEDULER.WEIGHT_DECAY.END_FACTOR", 10.0, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 1e-3,
+                                model=toy_model())
+    values = []
+    for _ in range(101):
+        values.append([v for g in optimizer.param_groups for v in (g["momentum"], g["weight_decay"])])
+        optimizer.step()
+        scheduler.step()
+    # Halfway through the run of 100: momentum (0.9 + 0.5) / 2, decay factor (1 + 10) / 2 on 1e-3; 0 stays 0.
+    assert values[50] == pytest.approx([0.7, 0.0, 0.7, 5.5e-3])
+    assert values[100] == pytest.approx([0.5, 0.0, 0.5, 1e-2])
+
+
+def test_a_momentum_schedule_needs_momentum():
+    with pytest.raises(ConfigError, match=r"SOLVER\.SCHEDULER\.MOMENTUM\.POLICY = 'COSINE' needs an optimizer with "
+                                          r"momentum or betas; Adagrad has neither"):
+        make("SOLVER.OPTIMIZER.TYPE", "ADAGRAD", "SOLVER.SCHEDULER.MOMENTUM.POLICY", "COSINE")
+
+
+CHAIN = ["SOLVER.SCHEDULER.POLICY", "CHAIN", "SOLVER.SCHEDULER.CHAIN.PHASES",
+         "(('STEP', 0, 50), ('COSINE', 50, 100))", "SOLVER.SCHEDULER.WARM_UP_ITERS", 5,
+         "SOLVER.SCHEDULER.MOMENTUM.POLICY", "CYCLIC", "SOLVER.SCHEDULER.WEIGHT_DECAY.POLICY", "COSINE",
+         "SOLVER.SCHEDULER.WEIGHT_DECAY.END_FACTOR", 0.1]
+
+
+def test_chain_from_config():
+    optimizer, scheduler = make(*CHAIN)
+    history = lr_history(optimizer, scheduler, 101)
+    # Milestones 30 in the STEP phase (60 lies in the COSINE phase); the cosine starts from 0.1 x base.
+    assert [history[k] for k in (10, 29, 30, 50, 75, 100)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.005, 0.0])
+
+
+@pytest.mark.parametrize("overrides", [CHAIN, ["SOLVER.SCHEDULER.POLICY", "NOAM", "SOLVER.SCHEDULER.NOAM.WARMUP_ITERS",
+                                                20, "SOLVER.OPTIMIZER.TYPE", "ADAMW",
+                                                "SOLVER.SCHEDULER.MOMENTUM.POLICY", "COSINE"]])
+def test_chained_and_parameter_schedules_resume_exactly(overrides):
+    def values(optimizer):
+        return [(g["lr"], g.get("momentum", g.get("betas")), g["weight_decay"]) for g in optimizer.param_groups]
+
+    model = toy_model()
+    optimizer, scheduler = make(*overrides, model=model)
+    uninterrupted = []
+    for _ in range(90):
+        uninterrupted.append(values(optimizer))
+        optimizer.step()
+        scheduler.step()
+    optimizer, scheduler = make(*overrides, model=toy_model())
+    lr_history(optimizer, scheduler, 47)
+    state = round_trip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+    optimizer, scheduler = make(*overrides, model=toy_model())
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    resumed = []
+    for _ in range(43):
+        resumed.append(values(optimizer))
+        optimizer.step()
+        scheduler.step()
+    assert resumed == uninterrupted[47:]
+
+
+def test_chain_phases_in_epochs():
+    optimizer, scheduler = make("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10, "SOLVER.SCHEDULER.POLICY", "CHAIN",
+                                "SOLVER.SCHEDULER.CHAIN.PHASES", "(('CONSTANT', 0, 4), ('COSINE', 4, 10))",
+                                "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, iter_per_epoch=10)
+    assert scheduler.schedule.phases == (("CONSTANT", 0, 40), ("COSINE", 40, 100))
+    assert lr_history(optimizer, scheduler, 71)[70] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["SOLVER.SCHEDULER.POLICY", "CHAIN"], r"CHAIN\.PHASES = \(\) is used exactly when SOLVER\.SCHEDULER\.POLICY is"),
+    (["SOLVER.SCHEDULER.CHAIN.PHASES", "(('COSINE', 0, 50),)"], r"is used exactly when .* \(POLICY is 'STEP'\)"),
+    (["SOLVER.SCHEDULER.POLICY", "CHAIN", "SOLVER.SCHEDULER.CHAIN.PHASES", "(('COSINE', 0, 150),)"],
+     r"phases that end by SOLVER\.SCHEDULER\.TOTAL_ITERS = 100"),
+    (["SOLVER.SCHEDULER.POLICY", "CHAIN", "SOLVER.SCHEDULER.CHAIN.PHASES", "(('COSINE', 0, 50), ('POLY', 40, 60))"],
+     r"in order, not overlapping"),
+    (["SOLVER.SCHEDULER.POLICY", "CHAIN", "SOLVER.SCHEDULER.CHAIN.PHASES", "(('NOAM', 0, 50),)"],
+     r"POLICY in CONSTANT \| STEP \| COSINE \| POLY"),
+])
+def test_bad_chains(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make(*overrides)

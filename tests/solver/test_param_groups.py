@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from pet.config import get_cfg
+from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
 from pet.solver.param_groups import build_param_groups, group_name, param_kind
 from tests.toy_model import fill_grads, toy_model
@@ -160,3 +160,98 @@ def test_build_is_linear_in_the_number_of_tensors():
     model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(1000)])
     groups = build_param_groups(model, get_cfg().SOLVER.OPTIMIZER)
     assert [len(g["params"]) for g in groups] == [1000, 1000]
+
+
+def override_cfg(rules, **extra):
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.OVERRIDES.RULES", repr(rules)]
+                        + [x for kv in extra.items() for x in kv])
+    return cfg.SOLVER.OPTIMIZER
+
+
+def by_name(groups):
+    return {n: (g["lr"], g["weight_decay"], g["name"]) for g in groups for n, _ in g["params"]}
+
+
+def test_overrides_apply_in_order_after_the_rules_and_stay_merged():
+    rules = ((r"head\..*", 10.0, None), (r"head\.fc\.weight", 0.5, 0.0), (r"backbone\.conv\..*", 1.0, 0.5))
+    groups = build_param_groups(toy_model(), override_cfg(rules))
+    got = by_name(groups)
+    assert got["head.fc.weight"][:2] == pytest.approx((0.1 * 10 * 0.5, 0.0))  # both rules, in order
+    assert got["head.fc.bias"][:2] == pytest.approx((1.0, 0.0))  # lr x 10; None keeps the bias decay 0
+    assert got["head.gn.weight"][:2] == pytest.approx((1.0, 0.0))
+    assert got["backbone.conv.weight"][:2] == pytest.approx((0.1, 0.5))
+    assert got["backbone.conv.bias"][:2] == pytest.approx((0.1, 0.5))  # the rule sets every matched decay
+    assert got["decoder.bias"][:2] == pytest.approx((0.1, 0.0))  # untouched
+    # head.fc.bias and head.gn.* share (1.0, 0.0); conv weight and bias share (0.1, 0.5); decoder.bias stays with
+    # the other (0.1, 0.0) parameters: four distinct sets, four groups.
+    assert len(groups) == len({(g["lr"], g["weight_decay"]) for g in groups}) == 4
+    assert got["backbone.conv.weight"][2] == "backbone.override3.weight+bias"
+    assert got["head.fc.weight"][2] == "override1,2.weight"
+
+
+def test_overrides_match_the_whole_name_only():
+    # `head` alone matches nothing: the regex is anchored at both ends, so `decode_head`-style surprises cannot occur.
+    groups = build_param_groups(toy_model(), override_cfg(((r"head", 10.0, None), (r"fc\.weight", 10.0, None))))
+    assert all(lr == pytest.approx(0.1) or name.startswith("backbone") for name, (lr, _, _) in by_name(groups).items())
+    assert not any("override" in g["name"] for g in groups)
+
+
+def test_overrides_from_yaml(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("SOLVER:\n  OPTIMIZER:\n    OVERRIDES:\n      RULES: [['head\\..*', 2.0, 0.01], ['cls_token', 0.0, null]]\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(path))
+    got = by_name(build_param_groups(toy_model(), cfg.SOLVER.OPTIMIZER))
+    assert got["head.fc.weight"][:2] == pytest.approx((0.002, 0.01))
+    assert got["cls_token"][:2] == (0.0, 0.0)
+
+
+def tiny_vit():
+    from torchvision.models import VisionTransformer
+    from pet.models.classification import split_backbone_and_head
+
+    torch.manual_seed(0)
+    return split_backbone_and_head(VisionTransformer(image_size=32, patch_size=16, num_layers=3, num_heads=2,
+                                                     hidden_dim=16, mlp_dim=32, num_classes=5))
+
+
+def tiny_swin():
+    from torchvision.models import SwinTransformer
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=[4, 4],
+                           num_classes=5)
+
+
+def layer_decay_cfg(rate):
+    cfg = get_cfg().SOLVER.OPTIMIZER
+    cfg.BASE_LR, cfg.LAYER_DECAY.RATE = 1.0, rate
+    return cfg
+
+
+def test_layer_decay_for_vit():
+    got = by_name(build_param_groups(tiny_vit(), layer_decay_cfg(0.5)))
+    # 3 blocks: embeddings at layer 0, block i at i + 1, final norm and head at L = 4; lr = 0.5 ** (4 - layer).
+    expected = {"backbone.class_token": 0.0625, "backbone.conv_proj.weight": 0.0625,
+                "backbone.encoder.pos_embedding": 0.0625, "backbone.encoder.layers.encoder_layer_0.ln_1.weight": 0.125,
+                "backbone.encoder.layers.encoder_layer_2.mlp.0.bias": 0.5, "backbone.encoder.ln.weight": 1.0,
+                "head.head.weight": 1.0}
+    assert {name: got[name][0] for name in expected} == pytest.approx(expected)
+    assert got["backbone.encoder.layers.encoder_layer_1.self_attention.in_proj_weight"][2] == "backbone.layer2.weight"
+
+
+def test_layer_decay_for_swin():
+    got = by_name(build_param_groups(tiny_swin(), layer_decay_cfg(0.5)))
+    # depths (2, 2): patch embedding 0, stage-1 blocks 1 and 2, patch merging with block 2, stage-2 blocks 3 and 4,
+    # final norm and head at L = 5.
+    expected = {"features.0.0.weight": 0.5 ** 5, "features.1.0.norm1.weight": 0.5 ** 4,
+                "features.1.1.mlp.0.weight": 0.5 ** 3, "features.2.reduction.weight": 0.5 ** 3,
+                "features.3.0.attn.qkv.weight": 0.5 ** 2, "features.3.1.norm2.bias": 0.5, "norm.weight": 1.0,
+                "head.bias": 1.0}
+    assert {name: got[name][0] for name in expected} == pytest.approx(expected)
+
+
+def test_layer_decay_on_other_models_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.LAYER_DECAY\.RATE = 0\.5: layer decay needs a "
+                                          r"torchvision ViT"):
+        build_param_groups(toy_model(), layer_decay_cfg(0.5))

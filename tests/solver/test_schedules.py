@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from pet.solver.schedules import (LRSchedule, cosine_factor, poly_factor, step_cosine_factor, step_factor,
-                                  warmup_factor)
+from pet.solver.schedules import (LRSchedule, chain_factor, cosine_factor, cosine_ramp, noam_factor,
+                                  one_cycle_factor, poly_factor, step_cosine_factor, step_factor, warmup_factor)
 
 
 def schedule(**overrides) -> LRSchedule:
@@ -104,3 +104,50 @@ def test_unknown_names_are_refused():
         schedule(policy="CYCLIC")(0)
     with pytest.raises(ValueError, match="unknown warmup method 'SQRT'"):
         warmup_factor(1, 10, 0.1, "SQRT")
+
+
+@pytest.mark.parametrize("k, expected", [
+    (0, 0.04),  # 1 / DIV_FACTOR 25
+    (15, 0.52),  # halfway up: 0.04 + 0.96 * (1 - cos(pi / 2)) / 2
+    (30, 1.0),  # the peak at PCT_START * M
+    (65, 0.5 + 0.5 * 4e-6),  # halfway down from 1 to 1 / (25 * 1e4): (1 + 4e-6) / 2
+    (100, 4e-6), (150, 4e-6),
+])
+def test_one_cycle(k, expected):
+    assert one_cycle_factor(k, 100, 0.3, 25.0, 1e4) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("k, expected", [
+    (0, 0.1), (4, 0.5), (9, 1.0),  # (k + 1) / W with W = 10
+    (39, 0.5),  # sqrt(10 / 40)
+    (99, 0.31622776601683794),  # sqrt(10 / 100)
+    (100, 0.3146583877637763), (500, 0.3146583877637763),  # held from M on: sqrt(10 / 101)
+])
+def test_noam(k, expected):
+    assert noam_factor(k, 100, 10) == pytest.approx(expected, rel=1e-12)
+
+
+FLAT_COSINE = (("CONSTANT", 0, 30), ("COSINE", 30, 100))
+STEP_POLY = (("STEP", 0, 50), ("POLY", 50, 100))
+
+
+@pytest.mark.parametrize("phases, k, expected", [
+    (FLAT_COSINE, 0, 1.0), (FLAT_COSINE, 29, 1.0), (FLAT_COSINE, 30, 1.0), (FLAT_COSINE, 65, 0.5),
+    (FLAT_COSINE, 100, 0.0), (FLAT_COSINE, 200, 0.0),
+    # STEP phase: milestones 20 and 40 of STEPS (60 lies in the next phase and is ignored), then POLY (power 1)
+    # from the carried 0.01 down to 0 over 50 updates.
+    (STEP_POLY, 19, 1.0), (STEP_POLY, 20, 0.1), (STEP_POLY, 40, 0.01), (STEP_POLY, 50, 0.01),
+    (STEP_POLY, 75, 0.005), (STEP_POLY, 100, 0.0),
+])
+def test_chain(phases, k, expected):
+    assert chain_factor(k, phases, (20, 40, 60), 0.1, 1.0, 0.0) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_chain_holds_in_gaps_and_before_the_first_phase():
+    phases = (("COSINE", 10, 20), ("CONSTANT", 30, 40))
+    assert [chain_factor(k, phases, (), 0.1, 1.0, 0.2) for k in (0, 9, 15, 20, 25, 35, 90)] == pytest.approx(
+        [1.0, 1.0, 0.6, 0.2, 0.2, 0.2, 0.2])  # cosine from 1 to m = 0.2, halfway 0.6
+
+
+def test_cosine_ramp_for_momentum_and_weight_decay():
+    assert [cosine_ramp(k, 100, 0.9, 0.99) for k in (0, 50, 100, 130)] == pytest.approx([0.9, 0.945, 0.99, 0.99])

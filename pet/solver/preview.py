@@ -1,0 +1,40 @@
+"""Schedule preview: every group's lr (and momentum / weight decay where scheduled) over a whole run.
+
+The values come from the run's own schedulers, stepped once per iteration without any training, so a preview
+shows exactly what training will use.
+"""
+from typing import Dict, List
+
+from pet.solver.units import SolverUnit
+
+
+def curve_name(unit: SolverUnit, group: dict, index: int) -> str:
+    """`<group>` for a single optimizer, `<optimizer>/<group>` for named ones."""
+    name = str(group.get("name", index))
+    return f"{unit.name}/{name}" if unit.name else name
+
+
+def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[str, List[float]]]:
+    """{"lr" | "momentum" | "weight_decay": {curve name: value at iterations 0 .. max_iter - 1}}.
+
+    Momentum and weight decay appear only for the units whose scheduler changes them. The schedulers are
+    stepped, so pass units built for the preview, not those of a run in progress.
+    """
+    curves: Dict[str, Dict[str, List[float]]] = {"lr": {}}
+    for unit in units:
+        if unit.scheduler.momentum is not None:
+            curves.setdefault("momentum", {})
+        if unit.scheduler.weight_decay is not None:
+            curves.setdefault("weight_decay", {})
+    for _ in range(max_iter):
+        for unit in units:
+            for index, group in enumerate(unit.optimizer.param_groups):
+                name = curve_name(unit, group, index)
+                curves["lr"].setdefault(name, []).append(group["lr"])
+                if unit.scheduler.momentum is not None:
+                    value = group["betas"][0] if "betas" in group else group["momentum"]
+                    curves["momentum"].setdefault(name, []).append(value)
+                if unit.scheduler.weight_decay is not None:
+                    curves["weight_decay"].setdefault(name, []).append(group["weight_decay"])
+            unit.scheduler.step()
+    return curves

@@ -1,0 +1,41 @@
+"""The linear scaling rule: BASE_LR x images / REFERENCE_BATCH_SIZE, iteration counts x the inverse if asked."""
+from pet.config import get_cfg
+from pet.solver.lr_scaling import apply_linear_scaling
+
+
+def solver(*overrides):
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.LR_SCALING.REFERENCE_BATCH_SIZE", 256,
+                         *overrides])
+    return cfg.SOLVER
+
+
+def test_no_reference_means_no_change():
+    cfg = get_cfg().SOLVER
+    assert apply_linear_scaling(cfg, 1024) is cfg
+
+
+def test_lr_scales_with_the_batch_and_the_original_is_kept():
+    original = solver()
+    scaled = apply_linear_scaling(original, 1024)
+    assert scaled.OPTIMIZER.BASE_LR == 0.4 and original.OPTIMIZER.BASE_LR == 0.1
+    assert scaled.SCHEDULER.TOTAL_ITERS == 40000  # the schedule only moves with SCALE_SCHEDULE
+
+
+def test_schedule_scaling_keeps_the_number_of_images():
+    scaled = apply_linear_scaling(solver("SOLVER.LR_SCALING.SCALE_SCHEDULE", True, "SOLVER.SCHEDULER.POLICY", "CHAIN",
+                                         "SOLVER.SCHEDULER.CHAIN.PHASES", "(('CONSTANT', 0, 20000), "
+                                                                          "('COSINE', 20000, 40000))"), 1024)
+    sched = scaled.SCHEDULER
+    assert (sched.TOTAL_ITERS, sched.STEPS, sched.WARM_UP_ITERS, sched.NOAM.WARMUP_ITERS) == (10000, (7500,), 125,
+                                                                                               1000)
+    assert sched.CHAIN.PHASES == (("CONSTANT", 0, 5000), ("COSINE", 5000, 10000))
+
+
+def test_named_optimizers_scale_too():
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg({"SOLVER": {"LR_SCALING": {"REFERENCE_BATCH_SIZE": 64}, "OPTIMIZERS": {
+        "a": {"MODULES": ["x"], "OPTIMIZER": {"BASE_LR": 0.01}}, "b": {"MODULES": ["y"]}}}})
+    scaled = apply_linear_scaling(cfg.SOLVER, 32)
+    assert scaled.OPTIMIZERS.a.OPTIMIZER.BASE_LR == 0.005 and scaled.OPTIMIZER.BASE_LR == 0.0005
+    assert "OPTIMIZER" not in scaled.OPTIMIZERS.b  # it inherits the scaled top-level BASE_LR

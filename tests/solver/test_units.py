@@ -1,0 +1,49 @@
+"""Solver units: one optimizer per SOLVER.OPTIMIZERS entry, on its own modules, with its own schedule."""
+import logging
+
+import pytest
+
+from pet.config import ConfigError, get_cfg
+from pet.solver.units import build_solver_units
+from tests.toy_model import toy_model
+
+
+def units_for(entries):
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg({"SOLVER": {"OPTIMIZER": {"BASE_LR": 0.1}, "OPTIMIZERS": entries}})
+    return build_solver_units(toy_model(), cfg.SOLVER)
+
+
+def test_one_unit_without_entries():
+    (unit,) = build_solver_units(toy_model(), get_cfg().SOLVER)
+    assert unit.name == "" and unit.is_due(0) and len(unit.params()) == 14
+
+
+def test_each_entry_optimizes_its_modules_with_full_names_and_its_own_schedule():
+    backbone, head = units_for({
+        "backbone": {"MODULES": ["backbone", "cls_token_holder"], "OPTIMIZER": {"BACKBONE_LR_FACTOR": 0.5}},
+        "head": {"MODULES": ["head", "decoder"], "STEP_INTERVAL": 3, "OPTIMIZER": {"TYPE": "ADAMW"},
+                 "SCHEDULER": {"POLICY": "COSINE", "WARM_UP_ITERS": 0}}})
+    names = [n for g in backbone.optimizer.param_groups for n in g["param_names"]]
+    assert all(n.startswith("backbone.") for n in names) and len(names) == 8  # the frozen Linear is left out
+    assert {g["lr"] for g in backbone.optimizer.param_groups} == {0.1 * 0.5 * 0.1}  # factor, then warmup 0.1
+    assert sorted(n for g in head.optimizer.param_groups for n in g["param_names"]) == [
+        "decoder.bias", "head.fc.bias", "head.fc.weight", "head.gn.bias", "head.gn.weight"]
+    assert type(head.optimizer).__name__ == "AdamW" and head.scheduler.schedule.policy == "COSINE"
+    assert [head.is_due(i) for i in range(6)] == [False, False, True, False, False, True]
+
+
+def test_parameters_in_no_entry_are_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="pet.solver.units"):
+        units_for({"head": {"MODULES": ["head"]}})
+    assert "trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. cls_token" in caplog.text
+
+
+def test_an_entry_on_modules_without_parameters_is_refused():
+    with pytest.raises(ValueError, match=r"modules \['nothing'\] of ToyModel have no trainable parameters"):
+        units_for({"x": {"MODULES": ["nothing"]}})
+
+
+def test_named_errors_carry_the_entry_key():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.h\.OPTIMIZER\.TYPE = Rprop has no weight decay"):
+        units_for({"h": {"MODULES": ["head"], "OPTIMIZER": {"TYPE": "RPROP"}}})
