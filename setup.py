@@ -18,6 +18,7 @@ setup(
         "scikit-learn>=1.0",  # the bundled digits data set
         "tensorboard>=2.10",
         "tqdm>=4.60",
+        "matplotlib>=3.5",  # tools/plot_schedule.py
     ],
     extras_require={"test": ["pytest>=7"]},
 )

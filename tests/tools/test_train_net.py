@@ -1,6 +1,8 @@
 """tools/train_net.py end to end: outputs, SIGKILL + --resume identical to an uninterrupted run, evaluation."""
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,3 +97,40 @@ def test_test_net_evaluates_a_checkpoint(run_tool, reference):
     accuracy = float(result.stdout.strip().splitlines()[-1].split()[0].split("=")[1])
     logged = metrics(tmp_path)[-1]["val/accuracy"]
     assert abs(accuracy - logged) < 1e-3
+
+
+TWO_OPTIMIZERS = os.path.join(os.path.dirname(DEFAULT_CFG), "resnet18_two_optimizers.yaml")
+# The head's AdamW runs a chained schedule (flat, then cosine) with beta1 cycling against its lr.
+CHAINED_HEAD = ["SOLVER.OPTIMIZERS.head.SCHEDULER.POLICY", "CHAIN",
+                "SOLVER.OPTIMIZERS.head.SCHEDULER.CHAIN.PHASES", "(('CONSTANT', 0, 15), ('COSINE', 15, 40))",
+                "SOLVER.OPTIMIZERS.head.SCHEDULER.MOMENTUM.POLICY", "CYCLIC"]
+
+
+def test_two_optimizers_with_a_chained_schedule_train_and_resume_exactly(tmp_path, run_tool):
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    command = train_command(reference, *CHAINED_HEAD)
+    command[command.index(DEFAULT_CFG)] = TWO_OPTIMIZERS
+    result = run_tool(command)
+    assert result.returncode == 0, result.stderr
+    assert "Optimizer SGD with 2 parameter groups" in result.stdout and "Optimizer AdamW" in result.stdout
+
+    # A crash right after the checkpoint of iteration 20: the later files never got written.
+    shutil.copytree(reference, resumed)
+    for name in ("model_0000030.pth", "model_final.pth"):
+        os.remove(resumed / name)
+    (resumed / "last_checkpoint").write_text("model_0000020.pth\n")
+    command[command.index(str(reference))] = str(resumed)
+    result = run_tool(command + ["--resume"])
+    assert result.returncode == 0, result.stderr
+    assert "Starting training from iteration 20 to 40" in result.stdout
+
+    rows = metrics(reference)
+    assert metrics(resumed) == rows
+    # The head's lr: flat 0.002 for 15 iterations, then a cosine to 0 at 40; the backbone's SGD + STEP as before.
+    assert [rows[k]["lr/head/weight"] for k in (0, 14)] == pytest.approx([0.002, 0.002])
+    assert rows[27]["lr/head/weight"] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * 12 / 25)))
+    assert [rows[k]["lr/backbone/backbone.weight"] for k in (0, 25)] == pytest.approx([0.005, 0.005])
+    expected, got = final_weights(reference), final_weights(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    state = read_checkpoint(os.path.join(reference, "model_final.pth"))
+    assert sorted(state["optimizers"]) == sorted(state["schedulers"]) == ["backbone", "head"]

@@ -1,0 +1,86 @@
+"""Preview a config's schedules without training: `python tools/plot_schedule.py --cfg FILE [KEY VALUE ...]`.
+
+Builds the model and the solver from the config, prints the parameter-group table of every optimizer, and writes
+a PNG with the lr of every group over the whole run (plus momentum and weight decay where they are scheduled).
+"""
+import os
+import sys
+from typing import Dict, List, Optional
+
+from pet.config import validate_cfg
+from pet.engine.cli import ArgumentParser, load_config, run
+from pet.engine.runner import count_updates_per_epoch, seed_everything
+from pet.models import build_classifier
+from pet.solver import format_param_groups
+from pet.solver.lr_scaling import apply_linear_scaling
+from pet.solver.lr_scheduler import lr_schedule_from_cfg
+from pet.solver.preview import schedule_curves
+from pet.solver.units import build_solver_units
+
+TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
+WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100
+
+
+def iterations_per_epoch(cfg, given: Optional[int], world_size: int) -> int:
+    """`given`, or the count from the training set when the config uses epoch units (-1 when it does not)."""
+    if given:
+        return given
+    uses_epochs = any(node.get("TOTAL_EPOCHS") is not None or node.get("WARM_UP_EPOCHS") is not None
+                      for node in [cfg.SOLVER.SCHEDULER] + [e.get("SCHEDULER", {}) for e in cfg.SOLVER.OPTIMIZERS.values()])
+    if not uses_epochs:
+        return -1
+    from pet.data import build_dataset  # only epoch units need the data set (and its folder)
+
+    return count_updates_per_epoch(cfg, len(build_dataset(cfg, "train")), world_size)
+
+
+def plot(curves: Dict[str, Dict[str, List[float]]], path: str, title: str) -> None:
+    """One panel per quantity, one line per group; iterations on the x axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(curves)
+    figure, axes = plt.subplots(len(rows), 1, figsize=(WIDTH_IN, ROW_HEIGHT_IN * len(rows)), dpi=DPI, squeeze=False)
+    for axis, quantity in zip(axes[:, 0], rows):
+        for name, values in curves[quantity].items():
+            axis.plot(range(len(values)), values, label=name, linewidth=1.2)
+        axis.set_ylabel(TITLES[quantity])
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncol=max(1, len(curves[quantity]) // 12 + 1), loc="best")
+    axes[-1, 0].set_xlabel("iteration")
+    axes[0, 0].set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, List[float]]]:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cfg", required=True, metavar="FILE", help="YAML config file")
+    parser.add_argument("--out", metavar="PNG", help="output image (default: OUTPUT_DIR/schedule.png)")
+    parser.add_argument("--iter-per-epoch", type=int, metavar="N", help="for epoch units, instead of the data set")
+    parser.add_argument("--world-size", type=int, default=1, metavar="N", help="processes of the planned run")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
+    args = parser.parse_intermixed_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    validate_cfg(cfg)
+    seed_everything(cfg.SEED)
+    ipe = iterations_per_epoch(cfg, args.iter_per_epoch, args.world_size)
+    solver_cfg = apply_linear_scaling(cfg.SOLVER, cfg.TRAIN.BATCH_SIZE * args.world_size * cfg.SOLVER.ACCUMULATION.STEPS)
+    units = build_solver_units(build_classifier(cfg), solver_cfg, iter_per_epoch=ipe)
+    for unit in units:
+        print(f"Parameter groups{' of ' + unit.name if unit.name else ''}:")
+        print(format_param_groups(unit.optimizer))
+    max_iter = lr_schedule_from_cfg(solver_cfg, ipe).total_iters
+    curves = schedule_curves(units, max_iter)
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "schedule.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    plot(curves, out, f"{os.path.basename(args.cfg)}: {max_iter} iterations")
+    print(f"Wrote {out}")
+    return curves
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
