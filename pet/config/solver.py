@@ -36,6 +36,11 @@ def solver_defaults() -> CfgNode:
     lars.EXCLUDE_NORM_AND_BIAS = True
 
 
+    kernels = opt.KERNELS = CfgNode()
+    # AUTO: torch's fused kernels where it has them for the class and the parameters' device and dtype, else
+    # foreach; FUSED, FOREACH or FOR_LOOP force one (an error where the class lacks it).
+    kernels.IMPLEMENTATION = "AUTO"
+
     overrides = opt.OVERRIDES = CfgNode()
     # ((REGEX, LR_FACTOR, WEIGHT_DECAY or None), ...), applied after the rules above, in order, to every parameter
     # whose full dotted name matches REGEX entirely (re.fullmatch): lr *= LR_FACTOR; decay = WEIGHT_DECAY if set.

@@ -13,6 +13,7 @@ POLICIES = ("STEP", "COSINE", "STEP_COSINE", "POLY", "ONE_CYCLE", "NOAM", "CHAIN
 CHAIN_POLICIES = ("CONSTANT", "STEP", "COSINE", "POLY")
 WARMUP_METHODS = ("CONSTANT", "LINEAR", "EXP")
 CLIP_TYPES = ("full_model", "norm", "value")
+IMPLEMENTATIONS = ("AUTO", "FUSED", "FOREACH", "FOR_LOOP")
 
 Rule = Tuple[Callable[[Any], bool], str]
 
@@ -196,10 +197,12 @@ def validate_optimizer_cfg(opt: Any, prefix: str = "SOLVER.OPTIMIZER") -> None:
     from pet.solver.optimizer_types import optimizer_class
 
     check_node(opt, {**OPTIMIZER_RULES, "TYPE": (lambda v: isinstance(v, str), "an optimizer name")}, prefix,
-               sub_nodes=("CLIP_GRADIENTS", "LARS", "OVERRIDES", "LAYER_DECAY"))
+               sub_nodes=("CLIP_GRADIENTS", "LARS", "KERNELS", "OVERRIDES", "LAYER_DECAY"))
     optimizer_class(opt.TYPE, key=f"{prefix}.TYPE")
     check_node(opt.CLIP_GRADIENTS, CLIP_RULES, f"{prefix}.CLIP_GRADIENTS")
     check_node(opt.LARS, LARS_RULES, f"{prefix}.LARS")
+    check_node(opt.KERNELS, {"IMPLEMENTATION": (_one_of(IMPLEMENTATIONS), " | ".join(IMPLEMENTATIONS))},
+               f"{prefix}.KERNELS")
     check_node(opt.OVERRIDES, OVERRIDES_RULES, f"{prefix}.OVERRIDES")
     check_node(opt.LAYER_DECAY, LAYER_DECAY_RULES, f"{prefix}.LAYER_DECAY")
     if opt.NESTEROV and opt.MOMENTUM == 0:

@@ -177,7 +177,10 @@ class Trainer:
             if due:
                 self.grad_scaler.update()
             applied = self.grad_scaler.get_scale() >= scale  # the scale shrinks exactly when it skipped
-        return applied and clip_skips == [self._clip_skips(unit) for unit in due]
+        if clip_skips != [self._clip_skips(unit) for unit in due]:
+            logger.warning("Non-finite gradient norm at iteration %d: update skipped", self.iter)
+            applied = False
+        return applied
 
     @staticmethod
     def _clip_skips(unit: SolverUnit) -> int:

@@ -5,13 +5,15 @@
   result equals a loop of per-tensor `clip_grad_norm_`.
 - `value`: every element clamped to [-CLIP_VALUE, CLIP_VALUE], as `torch.nn.utils.clip_grad_value_`.
 
-A non-finite gradient norm skips the update: the hook removes the gradients (`grad = None`), so the optimizer
-leaves the parameters and its state (momentum, Adam moments, step counts) untouched. Skips are counted in
-`GradientClipper.num_skipped` and logged.
+A non-finite gradient norm skips the update, parameters and optimizer state (momentum, Adam moments, step counts)
+untouched. With fused kernels this costs no host synchronisation: the hook hands torch's fused kernels a
+`found_inf` flag on the device, exactly as `GradScaler` does, and they skip the update themselves. Other
+implementations need the answer on the host: the hook then removes the gradients (`grad = None`) of a bad update.
+Skips are counted in `GradientClipper.num_skipped` (reading it synchronises).
 """
 import logging
 import math
-from typing import Any, List
+from typing import Any, List, Optional
 
 import torch
 from torch import Tensor
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 # Same guard as torch's clip_grad_norm_, so `norm` matches a loop of it exactly.
 _EPS = 1e-6
+_MISSING = object()
 
 
 def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
@@ -60,7 +63,15 @@ class GradientClipper:
         self.clip_type = clip_type
         self.clip_value = float(clip_value)
         self.norm_type = float(norm_type)
-        self.num_skipped = 0
+        self._host_skips = 0
+        self._device_skips: Optional[Tensor] = None  # fused path: summed on the device, read on demand
+        self._saved_found_inf: Any = _MISSING
+
+    @property
+    def num_skipped(self) -> int:
+        """Updates skipped for a non-finite gradient norm so far."""
+        device = int(self._device_skips.item()) if self._device_skips is not None else 0
+        return self._host_skips + device
 
     def clip_(self, grads: List[Tensor]) -> Tensor:
         """Clip `grads` in place; return the norm (or largest magnitude) measured before clipping."""
@@ -75,13 +86,32 @@ class GradientClipper:
         if not params:
             return
         measured = self.clip_([p.grad for p in params])
-        # The one host synchronisation of clipping: whether this update may run at all.
-        if not torch.isfinite(measured):
-            self.num_skipped += 1
+        if all(group.get("fused") for group in optimizer.param_groups):
+            self._flag_for_fused_kernels(optimizer, measured)
+        elif not torch.isfinite(measured):  # a host synchronisation: the update must not run at all
+            self._host_skips += 1
             for p in params:
                 p.grad = None
             logger.warning("Non-finite gradient norm (%s): update skipped (%d skipped so far)",
                            measured.item(), self.num_skipped)
+
+    def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor) -> None:
+        bad = (~torch.isfinite(measured)).to(torch.float32)
+        self._device_skips = bad if self._device_skips is None else self._device_skips + bad
+        # A GradScaler may have set its own flag for this step: keep it, and put it back afterwards.
+        self._saved_found_inf = getattr(optimizer, "found_inf", _MISSING)
+        if self._saved_found_inf is not _MISSING:
+            bad = torch.maximum(bad, self._saved_found_inf.to(bad.device))
+        optimizer.found_inf = bad
+
+    def restore_found_inf(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Step post-hook: leave `found_inf` as it was before the step (absent, or the GradScaler's)."""
+        if self._saved_found_inf is _MISSING:
+            if hasattr(optimizer, "found_inf"):
+                del optimizer.found_inf
+        else:
+            optimizer.found_inf = self._saved_found_inf
+        self._saved_found_inf = _MISSING
 
 
 def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> GradientClipper:
@@ -91,5 +121,6 @@ def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> Gradien
     """
     clipper = GradientClipper(cfg.CLIP_TYPE.lower(), cfg.CLIP_VALUE, cfg.NORM_TYPE)
     optimizer.register_step_pre_hook(clipper)
+    optimizer.register_step_post_hook(clipper.restore_found_inf)
     optimizer.grad_clipper = clipper
     return clipper

@@ -58,8 +58,8 @@ def check_weight_decay_supported(cls: type, groups: List[Dict[str, Any]], key: s
 
 
 # Where torch has fused kernels for a class: they update all tensors of a group in one kernel and are several
-# times faster than torch's per-tensor default on CPU and CUDA alike. torch checks devices only at the first
-# step, so the choice is made here, before construction.
+# times faster than torch's per-tensor default on CPU and CUDA alike (docs/benchmarks.md). torch checks devices
+# only at the first step, so the choice is made here, before construction.
 FUSED_DEVICES = {
     torch.optim.SGD: {"cpu", "cuda", "mps", "xpu"},
     torch.optim.Adam: {"cpu", "cuda", "mps", "xpu"},
@@ -75,11 +75,23 @@ def supports_fused(cls: type, groups: List[Dict[str, Any]]) -> bool:
         p.is_floating_point() and p.device.type in devices for group in groups for _, p in group["params"])
 
 
+def implementation_kwargs(cls: type, groups: List[Dict[str, Any]], implementation: str,
+                          key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
+    """`fused` / `foreach` arguments for KERNELS.IMPLEMENTATION (AUTO: fused, else foreach, where available)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    fused, foreach = supports_fused(cls, groups), "foreach" in accepted
+    if implementation == "AUTO":
+        return {"fused": True} if fused else {"foreach": True} if foreach else {}
+    available = {"FUSED": fused, "FOREACH": foreach, "FOR_LOOP": foreach}[implementation]
+    if not available:
+        raise ConfigError(f"{key}.KERNELS.IMPLEMENTATION = {implementation!r} is not available for {cls.__name__} "
+                          f"with these parameters; use AUTO")
+    return {"FUSED": {"fused": True}, "FOREACH": {"foreach": True}, "FOR_LOOP": {"foreach": False}}[implementation]
+
+
 def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[str, Any],
                         key: str = "SOLVER.OPTIMIZER.TYPE") -> torch.optim.Optimizer:
-    """Instantiate `cls` over `groups`, with `fused=True` where torch supports it, else torch's default choice."""
-    if supports_fused(cls, groups):
-        kwargs = dict(kwargs, fused=True)
+    """Instantiate `cls` over `groups` with `kwargs`; torch's refusals become a `ConfigError` naming `key`."""
     try:
         return cls(groups, **kwargs)
     except (RuntimeError, ValueError, TypeError) as e:
@@ -110,7 +122,9 @@ class Optimizer:
         cls = optimizer_class(self.cfg.TYPE, key=f"{self.key}.TYPE")
         groups = build_param_groups(self.model, self.cfg, self.modules)
         check_weight_decay_supported(cls, groups, self.key)
-        optimizer = construct_optimizer(cls, groups, optimizer_kwargs(cls, self.cfg, self.key), key=f"{self.key}.TYPE")
+        kwargs = optimizer_kwargs(cls, self.cfg, self.key)
+        kwargs.update(implementation_kwargs(cls, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
+        optimizer = construct_optimizer(cls, groups, kwargs, key=f"{self.key}.TYPE")
         if self.cfg.CLIP_GRADIENTS.ENABLED:
             add_gradient_clipping(optimizer, self.cfg.CLIP_GRADIENTS)
         logger.info("Optimizer %s with %d parameter groups:\n%s", cls.__name__, len(optimizer.param_groups),

@@ -111,10 +111,29 @@ def test_a_non_finite_gradient_skips_the_update(opt_type, clip_type, bad):
         "head.fc.weight")])
 
 
-def test_skips_are_logged(caplog):
+def test_host_path_skips_are_logged(caplog):
     model = toy_model()
-    optimizer = Optimizer(model, solver_cfg("SGD", "full_model")).build()
+    optimizer = Optimizer(model, solver_cfg("RMSPROP", "full_model")).build()  # no fused kernels: host check
     fill_grads(model)
     model.head.fc.bias.grad[0] = math.nan
     optimizer.step()
     assert "Non-finite gradient norm (nan): update skipped (1 skipped so far)" in caplog.text
+
+
+def test_fused_kernels_skip_on_the_device_and_leave_found_inf_as_it_was():
+    model = toy_model()
+    optimizer = Optimizer(model, solver_cfg("ADAMW", "norm")).build()
+    assert all(group["fused"] for group in optimizer.param_groups)
+    fill_grads(model)
+    model.head.fc.bias.grad[0] = math.inf
+    optimizer.step()
+    assert not hasattr(optimizer, "found_inf")  # nothing left behind for the next step
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)  # skipped without a host check
+    # A flag a GradScaler set before the step survives it, combined with ours for the step itself.
+    scaler_flag = torch.tensor(0.0)
+    optimizer.found_inf = scaler_flag
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.step()  # the inf is still there: skipped again
+    assert optimizer.found_inf is scaler_flag and scaler_flag.item() == 0.0
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    assert optimizer.grad_clipper.num_skipped == 2

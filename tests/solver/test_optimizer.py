@@ -125,3 +125,39 @@ def test_build_logs_the_parameter_group_report(caplog):
         build()
     assert "Optimizer SGD with 2 parameter groups" in caplog.text
     assert "embed+bias+norm" in caplog.text
+
+
+@pytest.mark.parametrize("implementation, expected", [("AUTO", {"fused": True}), ("FUSED", {"fused": True}),
+                                                      ("FOREACH", {"foreach": True, "fused": None}),
+                                                      ("FOR_LOOP", {"foreach": False, "fused": None})])
+def test_kernel_implementation_can_be_forced(implementation, expected):
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation)
+    for key, value in expected.items():
+        assert all(group[key] == value for group in optimizer.param_groups), key
+
+
+def test_auto_uses_foreach_where_there_is_no_fused_kernel():
+    assert all(g["foreach"] for g in build("SOLVER.OPTIMIZER.TYPE", "RMSPROP").param_groups)
+
+
+@pytest.mark.parametrize("opt_type, implementation", [("RMSPROP", "FUSED"), ("LARS", "FOREACH")])
+def test_an_unavailable_implementation_is_a_config_error(opt_type, implementation):
+    with pytest.raises(ConfigError, match=rf"SOLVER\.OPTIMIZER\.KERNELS\.IMPLEMENTATION = '{implementation}' is not "
+                                          r"available for"):
+        build("SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation)
+
+
+@pytest.mark.parametrize("implementation", ["FUSED", "FOREACH", "FOR_LOOP"])
+def test_every_implementation_makes_the_same_updates(implementation):
+    reference, model = toy_model(), toy_model()
+    plain = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", "FOR_LOOP",
+                  model=reference)
+    forced = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation,
+                   model=model)
+    for step in range(3):
+        fill_grads(reference, seed=step)
+        fill_grads(model, seed=step)
+        plain.step()
+        forced.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
