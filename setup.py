@@ -20,5 +20,5 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.5",  # tools/plot_schedule.py
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "bench": ["mmengine>=0.10"]},
 )

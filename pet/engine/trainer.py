@@ -89,6 +89,7 @@ class Trainer:
         self.iter = start_iter - 1
         self.storage = EventStorage(start_iter)
         self._batches = iter(self.data)
+        self._targets: Optional[List[Tuple[Optional[Tuple[str, ...]], Optional[list]]]] = None
         self.model.train()
         logger.info("Starting training from iteration %d to %d", start_iter, max_iter)
         for hook in self.hooks:
@@ -109,9 +110,11 @@ class Trainer:
         """One iteration: gradients over `accumulation` micro-batches, then the due optimizers step."""
         due = [unit for unit in self.units if unit.is_due(self.iter)]
         losses = self._accumulate_gradients()
-        # One collective for every loss: the mean over processes, which is non-finite if any process's is.
         names = sorted(losses)
-        means = (all_reduce_sum(torch.stack([losses[n] for n in names])) / get_world_size()).tolist()
+        if get_world_size() > 1:  # one collective for every loss: the mean, non-finite if any process's is
+            means = (all_reduce_sum(torch.stack([losses[n] for n in names])) / get_world_size()).tolist()
+        else:
+            means = [losses[n].item() for n in names]
         total = sum(means)
         if math.isfinite(total):
             skipped = not self._update(due)
@@ -140,23 +143,37 @@ class Trainer:
 
     def _accumulate_gradients(self) -> Dict[str, torch.Tensor]:
         """Forward and backward every micro-batch of the update; return the mean of each loss."""
+        if self.accumulation == 1:  # the common case, without the bookkeeping of several micro-batches
+            losses = self._forward_backward(contextlib.nullcontext())
+            return {name: value.detach() for name, value in losses.items()}
         sums: Dict[str, torch.Tensor] = {}
+        no_sync = getattr(self.model, "no_sync", None)
         for micro in range(self.accumulation):
-            batch = to_device(next(self._batches), self.device)
             last = micro == self.accumulation - 1
-            no_sync = getattr(self.model, "no_sync", None)
-            with (no_sync() if no_sync is not None and not last else contextlib.nullcontext()):
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    losses = self.loss_fn(self.model, batch)
-                targets = self._loss_targets(list(losses))
-                for index, (names, params) in enumerate(targets):
-                    loss = sum(losses[n] for n in names) if names else sum(losses.values())
-                    loss = loss / self.accumulation
-                    scaled = self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss
-                    scaled.backward(inputs=params, retain_graph=index < len(targets) - 1)
+            losses = self._forward_backward(no_sync() if no_sync is not None and not last else contextlib.nullcontext())
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0) + value.detach().float() / self.accumulation
         return sums
+
+    def _forward_backward(self, sync_context: Any) -> Dict[str, torch.Tensor]:
+        """One micro-batch: its losses, and their gradients added to each optimizer's parameters."""
+        batch = to_device(next(self._batches), self.device)
+        with sync_context:
+            if self.amp_dtype is None:
+                losses = self.loss_fn(self.model, batch)
+            else:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype):
+                    losses = self.loss_fn(self.model, batch)
+            if self._targets is None:
+                self._targets = self._loss_targets(list(losses))
+            for index, (names, params) in enumerate(self._targets):
+                loss = sum(losses[n] for n in names) if names else sum(losses.values())
+                if self.accumulation > 1:
+                    loss = loss / self.accumulation
+                if self.grad_scaler is not None:
+                    loss = self.grad_scaler.scale(loss)
+                loss.backward(inputs=params, retain_graph=index < len(self._targets) - 1)
+        return losses
 
     def _update(self, due: List[SolverUnit]) -> bool:
         """Step the due optimizers; return whether every update was applied (none skipped for inf/NaN)."""

@@ -5,15 +5,19 @@
   result equals a loop of per-tensor `clip_grad_norm_`.
 - `value`: every element clamped to [-CLIP_VALUE, CLIP_VALUE], as `torch.nn.utils.clip_grad_value_`.
 
+With torch's fused kernels, `full_model` clipping costs one pass over the gradients instead of three: the hook
+computes the norm and hands the scale to the kernel as `grad_scale`, the way `GradScaler` unscales, so the kernel
+scales each gradient as it reads it (and writes the clipped gradient back, as in-place clipping would).
+
 A non-finite gradient norm skips the update, parameters and optimizer state (momentum, Adam moments, step counts)
-untouched. With fused kernels this costs no host synchronisation: the hook hands torch's fused kernels a
-`found_inf` flag on the device, exactly as `GradScaler` does, and they skip the update themselves. Other
-implementations need the answer on the host: the hook then removes the gradients (`grad = None`) of a bad update.
-Skips are counted in `GradientClipper.num_skipped` (reading it synchronises).
+untouched. With fused kernels this costs no host synchronisation: the hook hands the kernels a `found_inf` flag on
+the device, as `GradScaler` does, and they skip the update themselves. Other implementations need the answer on
+the host: the hook then removes the gradients (`grad = None`) of a bad update. Skips are counted in
+`GradientClipper.num_skipped` (reading it synchronises).
 """
 import logging
 import math
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -22,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 # Same guard as torch's clip_grad_norm_, so `norm` matches a loop of it exactly.
 _EPS = 1e-6
-_MISSING = object()
+# What torch's fused kernels read from the optimizer at each step (GradScaler sets them too).
+_STEP_ATTRIBUTES = ("grad_scale", "found_inf")
 
 
 def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
@@ -65,7 +70,7 @@ class GradientClipper:
         self.norm_type = float(norm_type)
         self._host_skips = 0
         self._device_skips: Optional[Tensor] = None  # fused path: summed on the device, read on demand
-        self._saved_found_inf: Any = _MISSING
+        self._saved: Dict[str, Any] = {}  # the optimizer's grad_scale / found_inf before the step (a GradScaler's)
 
     @property
     def num_skipped(self) -> int:
@@ -85,33 +90,53 @@ class GradientClipper:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
-        measured = self.clip_([p.grad for p in params])
-        if all(group.get("fused") for group in optimizer.param_groups):
-            self._flag_for_fused_kernels(optimizer, measured)
-        elif not torch.isfinite(measured):  # a host synchronisation: the update must not run at all
+        grads = [p.grad for p in params]
+        if not all(group.get("fused") for group in optimizer.param_groups):
+            self._clip_on_host(optimizer, params, self.clip_(grads))
+        elif self.clip_type == "full_model":
+            self._clip_in_fused_kernels(optimizer, grads)
+        else:
+            self._flag_for_fused_kernels(optimizer, self.clip_(grads))
+
+    def _clip_on_host(self, optimizer: torch.optim.Optimizer, params: List[Tensor], measured: Tensor) -> None:
+        if not torch.isfinite(measured):  # a host synchronisation: the update must not run at all
             self._host_skips += 1
             for p in params:
                 p.grad = None
             logger.warning("Non-finite gradient norm (%s): update skipped (%d skipped so far)",
                            measured.item(), self.num_skipped)
 
-    def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor) -> None:
+    def _clip_in_fused_kernels(self, optimizer: torch.optim.Optimizer, grads: List[Tensor]) -> None:
+        """Global-norm clipping as the kernels' `grad_scale`: gradients / (scale / coefficient)."""
+        self._save(optimizer)
+        scaled_by = self._saved.get("grad_scale")  # a GradScaler that did not unscale first
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, self.norm_type)), self.norm_type)
+        true_total = total if scaled_by is None else total / scaled_by
+        coefficient = torch.clamp(self.clip_value / (true_total + _EPS), max=1.0)
+        optimizer.grad_scale = (1.0 if scaled_by is None else scaled_by) / coefficient
+        self._flag_for_fused_kernels(optimizer, true_total, saved=True)
+
+    def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor, saved: bool = False) -> None:
+        if not saved:
+            self._save(optimizer)
         bad = (~torch.isfinite(measured)).to(torch.float32)
         self._device_skips = bad if self._device_skips is None else self._device_skips + bad
-        # A GradScaler may have set its own flag for this step: keep it, and put it back afterwards.
-        self._saved_found_inf = getattr(optimizer, "found_inf", _MISSING)
-        if self._saved_found_inf is not _MISSING:
-            bad = torch.maximum(bad, self._saved_found_inf.to(bad.device))
+        if self._saved.get("found_inf") is not None:  # a GradScaler's own verdict counts too
+            bad = torch.maximum(bad, self._saved["found_inf"].to(bad.device))
         optimizer.found_inf = bad
 
-    def restore_found_inf(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Step post-hook: leave `found_inf` as it was before the step (absent, or the GradScaler's)."""
-        if self._saved_found_inf is _MISSING:
-            if hasattr(optimizer, "found_inf"):
-                del optimizer.found_inf
-        else:
-            optimizer.found_inf = self._saved_found_inf
-        self._saved_found_inf = _MISSING
+    def _save(self, optimizer: torch.optim.Optimizer) -> None:
+        self._saved = {name: getattr(optimizer, name) for name in _STEP_ATTRIBUTES if hasattr(optimizer, name)}
+
+    def restore_step_attributes(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Step post-hook: leave `grad_scale` / `found_inf` as they were before the step (absent, or a
+        GradScaler's)."""
+        for name in _STEP_ATTRIBUTES:
+            if name in self._saved:
+                setattr(optimizer, name, self._saved[name])
+            elif hasattr(optimizer, name):
+                delattr(optimizer, name)
+        self._saved = {}
 
 
 def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> GradientClipper:
@@ -121,6 +146,6 @@ def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> Gradien
     """
     clipper = GradientClipper(cfg.CLIP_TYPE.lower(), cfg.CLIP_VALUE, cfg.NORM_TYPE)
     optimizer.register_step_pre_hook(clipper)
-    optimizer.register_step_post_hook(clipper.restore_found_inf)
+    optimizer.register_step_post_hook(clipper.restore_step_attributes)
     optimizer.grad_clipper = clipper
     return clipper

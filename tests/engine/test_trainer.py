@@ -133,15 +133,15 @@ def test_fp16_gradients_are_unscaled_before_clipping():
                          "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE", 1e-3, "SOLVER.OPTIMIZER.MOMENTUM", 0.0,
                          "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0])
     optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
-    measured = []
-    optimizer.register_step_pre_hook(lambda opt, args, kwargs: measured.append(
+    measured = []  # the gradients the update used (fused kernels write the clipped ones back)
+    optimizer.register_step_post_hook(lambda opt, args, kwargs: measured.append(
         torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()))
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
     before = [p.detach().clone() for p in model.parameters()]
     Trainer(model, classification_losses, data, optimizer, torch.device("cpu"), amp_dtype=torch.float16,
             grad_scaler=scaler).train(0, 1)
-    # The clipper ran on unscaled gradients: after it, the global norm is the clip value (not 65536x it).
+    # Clipping saw unscaled gradients: the update used a global norm of the clip value (not 65536x it).
     assert measured == [pytest.approx(1e-3, rel=1e-3)]
     moved = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p - q)
                                                   for p, q in zip(model.parameters(), before)]))

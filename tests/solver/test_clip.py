@@ -13,10 +13,11 @@ from tests.toy_model import fill_grads, toy_model
 CLIP_VALUE = 0.7
 
 
-def solver_cfg(opt_type, clip_type=None, norm_type=2.0):
+def solver_cfg(opt_type, clip_type=None, norm_type=2.0, implementation="AUTO"):
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.OPTIMIZER.BASE_LR", 0.05,
-                         "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.5, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 1e-3])
+                         "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.5, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 1e-3,
+                         "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation])
     if clip_type:
         cfg.merge_from_list(["SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", True,
                              "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_TYPE", clip_type,
@@ -40,12 +41,13 @@ CASES = [("full_model", 2.0), ("full_model", 1.0), ("full_model", math.inf), ("f
          ("norm", 2.0), ("norm", 1.0), ("norm", math.inf), ("value", 2.0)]
 
 
+@pytest.mark.parametrize("implementation", ["AUTO", "FOR_LOOP"])  # fused kernels, and the host path
 @pytest.mark.parametrize("opt_type", ["SGD", "ADAMW", "ADAM"])
 @pytest.mark.parametrize("clip_type, norm_type", CASES)
-def test_clipped_steps_match_torch_clipping_then_an_unclipped_step(opt_type, clip_type, norm_type):
+def test_clipped_steps_match_torch_clipping_then_an_unclipped_step(opt_type, clip_type, norm_type, implementation):
     model = toy_model()
     reference = copy.deepcopy(model)
-    clipped = Optimizer(model, solver_cfg(opt_type, clip_type, norm_type)).build()
+    clipped = Optimizer(model, solver_cfg(opt_type, clip_type, norm_type, implementation)).build()
     plain = Optimizer(reference, solver_cfg(opt_type)).build()
     for step in range(3):
         # Large gradients, so that every clip type actually clips.
@@ -61,7 +63,7 @@ def test_clipped_steps_match_torch_clipping_then_an_unclipped_step(opt_type, cli
 @pytest.mark.parametrize("clip_type, norm_type", CASES)
 def test_gradients_after_the_hook_equal_torch_clipping(clip_type, norm_type):
     model = toy_model()
-    optimizer = Optimizer(model, solver_cfg("SGD", clip_type, norm_type)).build()
+    optimizer = Optimizer(model, solver_cfg("SGD", clip_type, norm_type, "FOR_LOOP")).build()
     fill_grads(model, scale=3.0)
     params = [p for p in model.parameters() if p.requires_grad]
     unclipped = [p.grad.clone() for p in params]
@@ -73,6 +75,38 @@ def test_gradients_after_the_hook_equal_torch_clipping(clip_type, norm_type):
     for p, q in zip(params, expected_params):
         torch.testing.assert_close(p.grad, q.grad)
     assert any(not torch.equal(g, p.grad) for g, p in zip(unclipped, params))  # it did clip something
+
+
+@pytest.mark.parametrize("opt_type", ["SGD", "ADAMW"])
+def test_fused_full_model_clipping_leaves_the_clipped_gradients_like_torch(opt_type):
+    model = toy_model()
+    optimizer = Optimizer(model, solver_cfg(opt_type, "full_model")).build()
+    assert all(group["fused"] for group in optimizer.param_groups)
+    fill_grads(model, scale=3.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    expected = [p.detach().clone().requires_grad_() for p in params]
+    for p, q in zip(expected, params):
+        p.grad = q.grad.clone()
+    torch_clip(expected, "full_model", 2.0)
+    optimizer.step()
+    for p, q in zip(params, expected):
+        torch.testing.assert_close(p.grad, q.grad)
+    assert not hasattr(optimizer, "grad_scale") and not hasattr(optimizer, "found_inf")
+
+
+def test_fused_clipping_works_under_a_grad_scaler_that_did_not_unscale():
+    model, reference = toy_model(), toy_model()
+    optimizer = Optimizer(model, solver_cfg("ADAMW", "full_model")).build()
+    plain = Optimizer(reference, solver_cfg("ADAMW", "full_model", implementation="FOR_LOOP")).build()
+    fill_grads(reference, scale=3.0)
+    fill_grads(model, scale=3.0 * 1024)  # as a GradScaler at scale 1024 leaves them
+    optimizer.grad_scale = torch.tensor(1024.0)  # what GradScaler.step hands a fused optimizer
+    optimizer.found_inf = torch.tensor(0.0)
+    optimizer.step()
+    plain.step()
+    assert optimizer.grad_scale.item() == 1024.0  # the scaler's attributes are back for it to delete
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_clipping_is_a_step_pre_hook_not_a_new_class():
