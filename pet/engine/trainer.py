@@ -74,6 +74,7 @@ class Trainer:
         self.hooks: List[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
         self.skipped_updates = 0
+        self._clip_counts: Dict[str, int] = {}  # each clipper's skip count at the last look
         self.storage = EventStorage()
 
     def register_hooks(self, hooks: List[Optional[HookBase]]) -> None:
@@ -167,7 +168,8 @@ class Trainer:
             if self._targets is None:
                 self._targets = self._loss_targets(list(losses))
             for index, (names, params) in enumerate(self._targets):
-                loss = sum(losses[n] for n in names) if names else sum(losses.values())
+                parts = [losses[n] for n in names] if names else list(losses.values())
+                loss = parts[0] if len(parts) == 1 else sum(parts)
                 if self.accumulation > 1:
                     loss = loss / self.accumulation
                 if self.grad_scaler is not None:
@@ -177,7 +179,6 @@ class Trainer:
 
     def _update(self, due: List[SolverUnit]) -> bool:
         """Step the due optimizers; return whether every update was applied (none skipped for inf/NaN)."""
-        clip_skips = [self._clip_skips(unit) for unit in due]
         for unit in due:
             if unit.step_interval > 1:  # the mean, not the sum, of the gradients since its last step
                 grads = [p.grad for p in unit.params() if p.grad is not None]
@@ -194,12 +195,18 @@ class Trainer:
             if due:
                 self.grad_scaler.update()
             applied = self.grad_scaler.get_scale() >= scale  # the scale shrinks exactly when it skipped
-        if clip_skips != [self._clip_skips(unit) for unit in due]:
+        if self._clipping_skipped(due):
             logger.warning("Non-finite gradient norm at iteration %d: update skipped", self.iter)
             applied = False
         return applied
 
-    @staticmethod
-    def _clip_skips(unit: SolverUnit) -> int:
-        clipper = getattr(unit.optimizer, "grad_clipper", None)
-        return clipper.num_skipped if clipper is not None else 0
+    def _clipping_skipped(self, due: List[SolverUnit]) -> bool:
+        """Whether a clipping hook skipped one of these updates (its counter moved since the last look)."""
+        skipped = False
+        for unit in due:
+            clipper = getattr(unit.optimizer, "grad_clipper", None)
+            if clipper is not None:
+                count = clipper.num_skipped
+                skipped |= count != self._clip_counts.get(unit.name, 0)
+                self._clip_counts[unit.name] = count
+        return skipped
