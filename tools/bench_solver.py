@@ -164,6 +164,16 @@ def mmengine_wrapper(model: nn.Module, opt_type: str) -> Callable[[], None]:
 
 
 # ----------------------------------------------------------------------------------------------- measurement
+def calibrated_inner(step: Callable[[], None], device: torch.device, minimum: int, sample_seconds: float = 0.025
+                     ) -> int:
+    """Calls per timed sample so that a sample lasts about `sample_seconds` (short samples are mostly noise)."""
+    synchronize(device)
+    start = time.perf_counter()
+    step()
+    synchronize(device)
+    return max(minimum, min(20, int(sample_seconds / max(time.perf_counter() - start, 1e-6)) + 1))
+
+
 def interleaved(steps: Dict[str, Callable[[], None]], device: torch.device, repeats: int, inner: int
                 ) -> Dict[str, float]:
     """Median seconds per call of each step, timed in rotation so that machine noise hits all alike."""
@@ -191,7 +201,8 @@ def stream_bandwidth(device: torch.device, megabytes: int = 256) -> float:
     return 3 * a.numel() * 4 / seconds
 
 
-def bench_models(models: List[str], device: torch.device, repeats: int, inner: int, bandwidth: float) -> List[dict]:
+def bench_models(models: List[str], device: torch.device, repeats: int, inner: int, bandwidth: float,
+                 calibrate: bool = True) -> List[dict]:
     rows = []
     for name in models:
         model = model_with_grads(name, device)
@@ -202,7 +213,8 @@ def bench_models(models: List[str], device: torch.device, repeats: int, inner: i
             if mmengine_available():
                 variants["mmengine"] = mmengine_wrapper
             steps = {label: make(copy_with_grads(model), opt_type) for label, make in variants.items()}
-            median = interleaved(steps, device, repeats, inner)
+            calls = calibrated_inner(steps["ours"], device, inner) if calibrate else inner
+            median = interleaved(steps, device, repeats, calls)
             bound = BYTES_PER_ELEMENT[opt_type] * elements / bandwidth
             rows.append(dict(model=name, optimizer=opt_type, tensors=tensors, elements=elements,
                              groups=steps["ours"].groups, bound=bound, **median))  # type: ignore[attr-defined]
@@ -328,11 +340,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--models", nargs="+", metavar="NAME", help="torchvision models (default: all four)")
     parser.add_argument("--repeats", type=int, help="timed rounds per variant")
-    parser.add_argument("--out", default=os.path.join("docs", "benchmarks-latest.md"), metavar="FILE",
+    parser.add_argument("--out", default=os.path.join("output", "benchmarks.md"), metavar="FILE",
                         help="markdown file for the results")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 11)
     models = args.models or (QUICK_MODELS if args.quick else FULL_MODELS)
     command = "python tools/bench_solver.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"Benchmarking on {machine(device)}", flush=True)
@@ -342,7 +354,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     build = bench_build([500, 1000] if args.quick else [2500, 5000, 10000], repeats=3)
     trainer = bench_trainer(20 if args.quick else 25, repeats if args.quick else 41)
     bandwidth = stream_bandwidth(device, 64 if args.quick else 256)
-    rows = bench_models(models, device, repeats, inner=1 if args.quick else 2, bandwidth=bandwidth)
+    rows = bench_models(models, device, repeats, inner=1 if args.quick else 2, bandwidth=bandwidth,
+                        calibrate=not args.quick)
     report = markdown(device, command.strip(), bandwidth, rows, scheduler, build, trainer)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
