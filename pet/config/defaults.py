@@ -29,6 +29,9 @@ _C.DATA.VAL_FRACTION = 0.2
 # fake: the number of images in the train and val sets.
 _C.DATA.FAKE_SIZE = 256
 _C.DATA.NUM_WORKERS = 0
+# image_folder: open every image's header before training, so that an unreadable file stops the run at once
+# (a few minutes for ImageNet-sized sets; turn off there).
+_C.DATA.CHECK_IMAGES = True
 
 _C.TRAIN = CfgNode()
 # Images per micro-batch on each process; one update sees BATCH_SIZE x world size x SOLVER.ACCUMULATION.STEPS.
@@ -37,6 +40,9 @@ _C.TRAIN.CHECKPOINT_PERIOD = 1000  # iterations between checkpoints
 _C.TRAIN.CHECKPOINTS_TO_KEEP = 3  # periodic checkpoints kept on disk (the final one is always kept)
 _C.TRAIN.WRITER_PERIOD = 20  # iterations between console / metrics.json / TensorBoard writes
 _C.TRAIN.EVAL_PERIOD = 0  # iterations between evaluations; 0 evaluates only at the end
+# Stop with an error after this many updates in a row were skipped for non-finite losses or gradients, saving
+# the last good state as model_last_good.pth; 0 never stops.
+_C.TRAIN.MAX_CONSECUTIVE_SKIPS = 20
 
 _C.TEST = CfgNode()
 _C.TEST.BATCH_SIZE = 128

@@ -36,6 +36,11 @@ def solver_defaults() -> CfgNode:
     lars.EXCLUDE_NORM_AND_BIAS = True
 
 
+    nonfinite = opt.NONFINITE = CfgNode()
+    # With clipping off, still measure the gradient norm and skip an update whose norm is inf or NaN (one read of
+    # the gradients per step; with clipping on, clipping does this for free).
+    nonfinite.CHECK_GRADIENTS = True
+
     kernels = opt.KERNELS = CfgNode()
     # AUTO: torch's fused kernels where it has them for the class and the parameters' device and dtype, else
     # foreach; FUSED, FOREACH or FOR_LOOP force one (an error where the class lacks it).

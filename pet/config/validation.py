@@ -197,10 +197,11 @@ def validate_optimizer_cfg(opt: Any, prefix: str = "SOLVER.OPTIMIZER") -> None:
     from pet.solver.optimizer_types import optimizer_class
 
     check_node(opt, {**OPTIMIZER_RULES, "TYPE": (lambda v: isinstance(v, str), "an optimizer name")}, prefix,
-               sub_nodes=("CLIP_GRADIENTS", "LARS", "KERNELS", "OVERRIDES", "LAYER_DECAY"))
+               sub_nodes=("CLIP_GRADIENTS", "NONFINITE", "LARS", "KERNELS", "OVERRIDES", "LAYER_DECAY"))
     optimizer_class(opt.TYPE, key=f"{prefix}.TYPE")
     check_node(opt.CLIP_GRADIENTS, CLIP_RULES, f"{prefix}.CLIP_GRADIENTS")
     check_node(opt.LARS, LARS_RULES, f"{prefix}.LARS")
+    check_node(opt.NONFINITE, {"CHECK_GRADIENTS": (_is_bool, "True or False")}, f"{prefix}.NONFINITE")
     check_node(opt.KERNELS, {"IMPLEMENTATION": (_one_of(IMPLEMENTATIONS), " | ".join(IMPLEMENTATIONS))},
                f"{prefix}.KERNELS")
     check_node(opt.OVERRIDES, OVERRIDES_RULES, f"{prefix}.OVERRIDES")
@@ -260,6 +261,7 @@ DATA_RULES: Dict[str, Rule] = {
     "VAL_FRACTION": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
     "FAKE_SIZE": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "NUM_WORKERS": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "CHECK_IMAGES": (_is_bool, "True or False"),
 }
 
 _positive_int: Rule = (lambda v: is_int(v) and v >= 1, "an integer >= 1")
@@ -270,6 +272,7 @@ TRAIN_RULES: Dict[str, Rule] = {
     "CHECKPOINTS_TO_KEEP": _positive_int,
     "WRITER_PERIOD": _positive_int,
     "EVAL_PERIOD": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: only at the end)"),
+    "MAX_CONSECUTIVE_SKIPS": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0: never stop)"),
 }
 
 

@@ -16,7 +16,7 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
     if data.DATASET == "digits":
         return DigitsDataset(split, val_fraction=data.VAL_FRACTION, seed=cfg.SEED)
     if data.DATASET == "image_folder":
-        return ImageFolderDataset(data.ROOT, split, data.IMAGE_SIZE)
+        return ImageFolderDataset(data.ROOT, split, data.IMAGE_SIZE, check_images=data.CHECK_IMAGES)
     # torchvision's FakeData: random images, the same for a given index; the val split uses other indices.
     return datasets.FakeData(size=data.FAKE_SIZE, image_size=(3, data.IMAGE_SIZE, data.IMAGE_SIZE),
                              num_classes=cfg.MODEL.NUM_CLASSES, transform=transforms.ToTensor(),

@@ -2,7 +2,9 @@
 import os
 from typing import Any, Tuple
 
+from PIL import Image
 from torchvision import datasets, transforms
+from tqdm import tqdm
 
 from pet.config.errors import ConfigError
 from pet.data.errors import DataError
@@ -29,7 +31,7 @@ def image_transform(split: str, image_size: int) -> transforms.Compose:
 class ImageFolderDataset(datasets.ImageFolder):
     """torchvision's ImageFolder for one split, with clear errors for missing folders and unreadable images."""
 
-    def __init__(self, root: str, split: str, image_size: int) -> None:
+    def __init__(self, root: str, split: str, image_size: int, check_images: bool = True) -> None:
         folder = os.path.join(root, split)
         if not os.path.isdir(folder):
             raise ConfigError(f"DATA.ROOT = {root!r} has no {split}/ folder (expected {folder}/<class>/<image>)")
@@ -37,6 +39,18 @@ class ImageFolderDataset(datasets.ImageFolder):
             super().__init__(folder, transform=image_transform(split, image_size))
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"DATA.ROOT = {root!r}: {split}/ holds no images in class folders ({e})") from None
+        if check_images:
+            self.check_images()
+
+    def check_images(self) -> None:
+        """Open every image's header, so that an unreadable file stops the run before training (DataError)."""
+        for path, _ in tqdm(self.samples, desc=f"checking {os.path.basename(self.root)} images", leave=False,
+                            disable=None):
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except Exception as e:  # PIL raises many types for broken files
+                raise DataError(f"cannot read image {path}: {' '.join(str(e).split())} (DATA.CHECK_IMAGES)") from None
 
     def __getitem__(self, index: int) -> Tuple[Any, int]:
         try:

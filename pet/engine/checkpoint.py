@@ -26,12 +26,28 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the run; the message names the path."""
 
 
+def safe_output_path(folder: str, name: str) -> str:
+    """`folder/name`, refused when it is a symbolic link: outputs are never written through one (it could point
+    outside the output folder)."""
+    path = os.path.join(folder, name)
+    if os.path.islink(path):
+        raise CheckpointError(f"refusing to follow the symbolic link {path} -> {os.readlink(path)} in the output "
+                              "folder; remove it")
+    return path
+
+
 def atomic_write(path: str, write: Any) -> None:
-    """Call `write(file)` on a temporary file, make it durable, and rename it to `path`."""
+    """Call `write(file)` on a temporary file, make it durable, and rename it to `path`.
+
+    The temporary file is created exclusively (never through an existing file or link), and the rename replaces
+    `path` itself: a symbolic link there is replaced, not followed.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    if os.path.lexists(tmp):  # left by a crashed process with the same pid
+        os.remove(tmp)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -122,8 +138,14 @@ class Checkpointer:
         data = {key: obj.state_dict() for key, obj in self.objects.items()}
         data.update(iteration=iteration, rng=capture_rng_state())
         path = os.path.join(self.save_dir, f"{name}.pth")
-        atomic_write(path, lambda f: torch.save(data, f))
-        atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+        try:
+            atomic_write(path, lambda f: torch.save(data, f))
+            atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+        except OSError as e:
+            kept = self.latest()
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
+                                  + (f"the previous checkpoint {kept} is intact" if kept else "no checkpoint is kept")
+                                  ) from None
         logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
         self._prune()
         return path
@@ -135,11 +157,14 @@ class Checkpointer:
 
     def latest(self) -> Optional[str]:
         """The newest complete checkpoint in `save_dir`, or None."""
-        marker = os.path.join(self.save_dir, LAST_CHECKPOINT)
+        marker = safe_output_path(self.save_dir, LAST_CHECKPOINT)
         if not os.path.exists(marker):
             return None
         with open(marker, encoding="utf-8") as f:
-            path = os.path.join(self.save_dir, f.read().strip())
+            name = f.read().strip()
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            raise CheckpointError(f"{marker} names {name!r}, which is not a file in {self.save_dir}")
+        path = safe_output_path(self.save_dir, name)
         return path if os.path.exists(path) else None
 
     def load(self, path: str, restore_rng: bool = True) -> Dict[str, Any]:

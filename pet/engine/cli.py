@@ -6,10 +6,11 @@ from typing import Any, Callable, List, Optional
 from pet.config import ConfigError, get_cfg
 from pet.data import DataError
 from pet.engine.checkpoint import CheckpointError
+from pet.engine.errors import NonFiniteError
 
 # Errors a user can cause with a config, a command line or their data; anything else is a bug and keeps its
 # traceback.
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError)
 
 
 class CommandLineError(ValueError):
@@ -17,7 +18,12 @@ class CommandLineError(ValueError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are exceptions, reported by `run` as one line."""
+    """argparse whose errors are exceptions, reported by `run` as one line; options must be spelled out
+    (`--resum` is an error, not `--resume`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CommandLineError(message)

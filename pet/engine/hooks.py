@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from pet.engine.checkpoint import Checkpointer
+from pet.engine.errors import NonFiniteError
 from pet.engine.writers import EventWriter
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class PeriodicWriter(HookBase):
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one."""
+    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one; when training
+    stops on non-finite updates, `model_last_good.pth` (skipped updates left the state as it was)."""
 
     def __init__(self, checkpointer: Checkpointer, period: int) -> None:
         self.checkpointer = checkpointer
@@ -130,3 +132,7 @@ class PeriodicCheckpointer(HookBase):
             self.last_saved = self.checkpointer.save("model_final", done)
         elif self.every(self.period):
             self.last_saved = self.checkpointer.save(f"model_{done:07d}", done)
+
+    def after_train(self) -> None:
+        if isinstance(self.trainer.failure, NonFiniteError):
+            self.last_saved = self.checkpointer.save("model_last_good", self.trainer.iter + 1)

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pet.config import ConfigError, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
-from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint
+from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
 from pet.engine.distributed import init_distributed, is_main_process
 from pet.engine.evaluation import evaluate_classifier
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
@@ -55,7 +55,7 @@ def setup_logging() -> None:
 def attach_log_file(output_dir: str) -> None:
     """Write the buffered lines and every later one to OUTPUT_DIR/log.txt."""
     root = logging.getLogger("pet")
-    file_handler = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+    file_handler = logging.FileHandler(safe_output_path(output_dir, "log.txt"))
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     for handler in list(root.handlers):
         if isinstance(handler, logging.handlers.MemoryHandler):
@@ -158,9 +158,10 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     val_loader = build_val_loader(cfg, val_set, rank, world_size)
     trainer = Trainer(ddp_model, classification_losses, loader, units, device,
                       accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
-                      grad_scaler=scaler if scaler.is_enabled() else None)
+                      grad_scaler=scaler if scaler.is_enabled() else None,
+                      max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
     eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: evaluate_classifier(model, val_loader, device))
-    writers = [ConsoleWriter(max_iter), JSONWriter(os.path.join(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
+    writers = [ConsoleWriter(max_iter), JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
         IterationTimer(),

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pet.engine.distributed import all_reduce_sum, get_world_size
+from pet.engine.errors import NonFiniteError
 from pet.config.errors import ConfigError
 from pet.engine.events import EventStorage
 from pet.engine.hooks import HookBase
@@ -58,11 +59,13 @@ class Trainer:
         accumulation: micro-batches per update.
         amp_dtype: torch.float16 or torch.bfloat16 for autocast; None for full precision.
         grad_scaler: the float16 GradScaler (None otherwise).
+        max_consecutive_skips: stop with `NonFiniteError` after this many skipped updates in a row (0: never).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFunction, data: Iterable[Any],
                  units: Union[List[SolverUnit], torch.optim.Optimizer], device: torch.device, accumulation: int = 1,
-                 amp_dtype: Optional[torch.dtype] = None, grad_scaler: Optional[torch.amp.GradScaler] = None) -> None:
+                 amp_dtype: Optional[torch.dtype] = None, grad_scaler: Optional[torch.amp.GradScaler] = None,
+                 max_consecutive_skips: int = 0) -> None:
         self.model = model
         self.loss_fn = loss_fn
         self.data = data
@@ -74,6 +77,9 @@ class Trainer:
         self.hooks: List[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
         self.skipped_updates = 0
+        self.max_consecutive_skips = max_consecutive_skips
+        self.consecutive_skips = 0
+        self.failure: Optional[BaseException] = None  # why training stopped early, for the hooks' after_train
         self._clip_counts: Dict[str, int] = {}  # each clipper's skip count at the last look
         self.storage = EventStorage()
 
@@ -103,6 +109,9 @@ class Trainer:
                 self.run_step()
                 for hook in self.hooks:
                     hook.after_step()
+        except BaseException as error:
+            self.failure = error
+            raise
         finally:
             for hook in self.hooks:
                 hook.after_train()
@@ -125,8 +134,15 @@ class Trainer:
         for unit in due:
             unit.optimizer.zero_grad(set_to_none=True)
         self.skipped_updates += int(skipped)
+        self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
         self.storage.put_scalars(loss=total, skipped_updates=self.skipped_updates,
                                  **{name: value for name, value in zip(names, means)})
+        if self.max_consecutive_skips and self.consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteError(
+                f"{self.consecutive_skips} updates in a row (iterations {self.iter - self.consecutive_skips + 1} to "
+                f"{self.iter}) were skipped for non-finite losses or gradients (TRAIN.MAX_CONSECUTIVE_SKIPS = "
+                f"{self.max_consecutive_skips}); the last good state is saved as model_last_good.pth: lower the lr "
+                "and --resume")
 
     def _loss_targets(self, loss_names: Sequence[str]) -> List[Tuple[Optional[Tuple[str, ...]], Optional[list]]]:
         """(losses to sum or None for all, parameters or None for all) per backward pass of a micro-batch."""

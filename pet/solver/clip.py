@@ -4,6 +4,7 @@
 - `norm`: each gradient clipped to its own norm; all norms come from one `torch._foreach_norm` call, and the
   result equals a loop of per-tensor `clip_grad_norm_`.
 - `value`: every element clamped to [-CLIP_VALUE, CLIP_VALUE], as `torch.nn.utils.clip_grad_value_`.
+- `none`: no clipping, only the non-finite check below (NONFINITE.CHECK_GRADIENTS with clipping off).
 
 With torch's fused kernels, `full_model` clipping costs one pass over the gradients instead of three: the hook
 computes the norm and hands the scale to the kernel as `grad_scale`, the way `GradScaler` unscales, so the kernel
@@ -63,8 +64,8 @@ class GradientClipper:
     """
 
     def __init__(self, clip_type: str, clip_value: float, norm_type: float = 2.0) -> None:
-        if clip_type not in ("full_model", "norm", "value"):
-            raise ValueError(f"clip_type must be full_model, norm or value; got {clip_type!r}")
+        if clip_type not in ("full_model", "norm", "value", "none"):
+            raise ValueError(f"clip_type must be full_model, norm, value or none; got {clip_type!r}")
         self.clip_type = clip_type
         self.clip_value = float(clip_value)
         self.norm_type = float(norm_type)
@@ -84,7 +85,9 @@ class GradientClipper:
             return clip_full_model_(grads, self.clip_value, self.norm_type)
         if self.clip_type == "norm":
             return clip_per_tensor_(grads, self.clip_value, self.norm_type)
-        return clip_value_(grads, self.clip_value)
+        if self.clip_type == "value":
+            return clip_value_(grads, self.clip_value)
+        return torch.stack(torch._foreach_norm(grads, math.inf)).max()  # none: the check alone
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -139,12 +142,19 @@ class GradientClipper:
         self._saved = {}
 
 
-def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> GradientClipper:
-    """Register clipping from SOLVER.OPTIMIZER.CLIP_GRADIENTS on `optimizer`; return the hook.
+def add_gradient_clipping(optimizer: torch.optim.Optimizer, cfg: Any) -> Optional[GradientClipper]:
+    """Register clipping (CLIP_GRADIENTS) or the bare non-finite check (NONFINITE) of SOLVER.OPTIMIZER `cfg` on
+    `optimizer`; return the hook, or None when both are off.
 
     The hook is also kept as `optimizer.grad_clipper` so that a trainer can read `num_skipped`.
     """
-    clipper = GradientClipper(cfg.CLIP_TYPE.lower(), cfg.CLIP_VALUE, cfg.NORM_TYPE)
+    clip = cfg.CLIP_GRADIENTS
+    if clip.ENABLED:
+        clipper = GradientClipper(clip.CLIP_TYPE.lower(), clip.CLIP_VALUE, clip.NORM_TYPE)
+    elif cfg.NONFINITE.CHECK_GRADIENTS:
+        clipper = GradientClipper("none", math.inf)
+    else:
+        return None
     optimizer.register_step_pre_hook(clipper)
     optimizer.register_step_post_hook(clipper.restore_step_attributes)
     optimizer.grad_clipper = clipper

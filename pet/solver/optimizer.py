@@ -125,8 +125,7 @@ class Optimizer:
         kwargs = optimizer_kwargs(cls, self.cfg, self.key)
         kwargs.update(implementation_kwargs(cls, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
         optimizer = construct_optimizer(cls, groups, kwargs, key=f"{self.key}.TYPE")
-        if self.cfg.CLIP_GRADIENTS.ENABLED:
-            add_gradient_clipping(optimizer, self.cfg.CLIP_GRADIENTS)
+        add_gradient_clipping(optimizer, self.cfg)
         logger.info("Optimizer %s with %d parameter groups:\n%s", cls.__name__, len(optimizer.param_groups),
                     format_param_groups(optimizer))
         return optimizer

@@ -43,11 +43,21 @@ def test_empty_folder_is_a_config_error(tmp_path):
         build_dataset(folder_cfg(tmp_path), "train")
 
 
-def test_unreadable_image_names_its_path(tmp_path):
+def test_an_unreadable_image_stops_the_build_and_names_its_path(tmp_path):
     make_folder(tmp_path)
     broken = tmp_path / "train" / "cat" / "0.png"
     broken.write_bytes(b"not a png")
-    dataset = build_dataset(folder_cfg(tmp_path), "train")
+    with pytest.raises(DataError, match=rf"cannot read image {broken}: .* \(DATA\.CHECK_IMAGES\)"):
+        build_dataset(folder_cfg(tmp_path), "train")
+
+
+def test_without_the_check_an_unreadable_image_fails_when_read(tmp_path):
+    make_folder(tmp_path)
+    broken = tmp_path / "train" / "cat" / "0.png"
+    broken.write_bytes(b"not a png")
+    cfg = folder_cfg(tmp_path)
+    cfg.DATA.CHECK_IMAGES = False
+    dataset = build_dataset(cfg, "train")
     with pytest.raises(DataError, match=rf"cannot read image {broken}"):
         dataset[0]
 

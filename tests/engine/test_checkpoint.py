@@ -107,3 +107,59 @@ def test_optimizer_state_for_other_groups_is_refused_with_their_names(tmp_path):
     with pytest.raises(CheckpointError, match=r"param groups \[embed\+bias\+norm \(12 tensors\), weight \(2 tensors\)\]"
                                               r" but the optimizer has \[embed\+bias\+norm \(5 tensors\), "):
         Checkpointer(str(tmp_path), optimizer=optimizer).load(str(tmp_path / "model_final.pth"))
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_intact_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    model = nn.Linear(64, 64)
+    checkpointer = Checkpointer(str(tmp_path), model=model)
+    checkpointer.save("model_0000001", 1)
+    before = sorted(os.listdir(tmp_path))
+    real_save = torch.save
+
+    def disk_full(obj, f):
+        real_save(obj, f)
+        f.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*model_0000002\.pth: No space left on "
+                                              r"device; the previous checkpoint .*model_0000001\.pth is intact"):
+        checkpointer.save("model_0000002", 2)
+    assert sorted(os.listdir(tmp_path)) == before  # no half file, no temporary file left behind
+    assert read_checkpoint(str(tmp_path / "model_0000001.pth"))["iteration"] == 1
+
+
+def test_outputs_are_never_written_through_a_symbolic_link(tmp_path):
+    from pet.engine.checkpoint import safe_output_path
+    from pet.engine.writers import JSONWriter
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").symlink_to(outside)
+    with pytest.raises(CheckpointError, match=r"refusing to follow the symbolic link .*metrics\.json -> "):
+        JSONWriter(safe_output_path(str(run), "metrics.json"))
+    # A checkpoint name that is a link is replaced by the new file; the link's target is untouched.
+    (run / "model_final.pth").symlink_to(outside)
+    Checkpointer(str(run), model=nn.Linear(1, 1)).save("model_final", 3)
+    assert outside.read_text() == "precious" and not os.path.islink(run / "model_final.pth")
+
+
+@pytest.mark.parametrize("marker", ["../outside.pth\n", "/etc/passwd\n", "sub/model.pth\n"])
+def test_last_checkpoint_may_only_name_a_file_of_the_folder(tmp_path, marker):
+    (tmp_path / "last_checkpoint").write_text(marker)
+    with pytest.raises(CheckpointError, match=r"names .* which is not a file in"):
+        Checkpointer(str(tmp_path)).latest()
+
+
+def test_a_checkpoint_that_is_a_link_is_not_loaded(tmp_path):
+    real = tmp_path / "elsewhere.pth"
+    torch.save({"iteration": 1}, real)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model_final.pth").symlink_to(real)
+    (tmp_path / "run" / "last_checkpoint").write_text("model_final.pth\n")
+    with pytest.raises(CheckpointError, match="refusing to follow the symbolic link"):
+        Checkpointer(str(tmp_path / "run")).latest()

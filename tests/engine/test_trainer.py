@@ -235,3 +235,44 @@ def test_a_loss_name_the_model_does_not_return_is_a_config_error():
     with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.a\.LOSSES names \['loss_c'\], but the model's losses "
                                           r"are \['loss_a', 'loss_b'\]"):
         Trainer(model, two_losses, data, units, torch.device("cpu")).train(0, 1)
+
+
+def test_consecutive_skips_stop_the_run_and_save_the_last_good_state(tmp_path):
+    from pet.engine import Checkpointer, PeriodicCheckpointer
+    from pet.engine.checkpoint import read_checkpoint
+    from pet.engine.errors import NonFiniteError
+
+    model = FailsAt(mlp(), nan_loss_at=range(3, 100))  # from the third update on, every loss is NaN
+    trainer = make_trainer(model)
+    trainer.max_consecutive_skips = 4
+    snapshots = ParamsAfterEachStep()
+    checkpointer = Checkpointer(str(tmp_path), model=model, optimizer=trainer.units[0].optimizer)
+    trainer.register_hooks([snapshots, PeriodicCheckpointer(checkpointer, period=1000)])
+    with pytest.raises(NonFiniteError, match=r"4 updates in a row \(iterations 2 to 5\) were skipped for non-finite "
+                                             r"losses or gradients \(TRAIN\.MAX_CONSECUTIVE_SKIPS = 4\)"):
+        trainer.train(0, 50)
+    saved = read_checkpoint(str(tmp_path / "model_last_good.pth"))
+    assert saved["iteration"] == 6 and (tmp_path / "last_checkpoint").read_text() == "model_last_good.pth\n"
+    good = snapshots.snapshots[1]  # after the last good update (iteration 1)
+    for (name, value), expected in zip(saved["model"].items(), good):
+        assert torch.equal(value, expected), name
+
+
+@pytest.mark.parametrize("opt_type", ["SGD", "RMSPROP"])  # fused kernels (device flag) and the host check
+def test_non_finite_gradients_are_skipped_without_clipping(opt_type):
+    model = FailsAt(mlp(), inf_grad_at=(2,))
+    trainer = make_trainer(model, opt_type=opt_type)
+    assert trainer.units[0].optimizer.grad_clipper.clip_type == "none"  # NONFINITE.CHECK_GRADIENTS is on
+    snapshots = ParamsAfterEachStep()
+    trainer.register_hooks([snapshots])
+    trainer.train(0, 4)
+    assert trainer.skipped_updates == 1
+    assert all(torch.equal(p, q) for p, q in zip(snapshots.snapshots[0], snapshots.snapshots[1]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_gradient_check_can_be_turned_off():
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER.NONFINITE.CHECK_GRADIENTS = False
+    optimizer = Optimizer(mlp(), cfg.SOLVER.OPTIMIZER).build()
+    assert not hasattr(optimizer, "grad_clipper") and not optimizer._optimizer_step_pre_hooks

@@ -1,0 +1,153 @@
+"""The bad-input matrix: every malformed config file, command line or data folder stops `train_net.py` with one
+`error: ...` line naming the key, value or path, before training and before anything in OUTPUT_DIR changes."""
+import os
+import re
+
+import pytest
+from PIL import Image
+
+from tests.tools.test_cli_errors import train_net
+
+# (name, YAML text or None for "no file", extra argv, the text the error line must contain)
+YAML_VALUES = [
+    ("type", "SOLVER:\n  OPTIMIZER:\n    TYPE: SGDX\n", "SOLVER.OPTIMIZER.TYPE = 'SGDX'"),
+    ("base_lr", "SOLVER:\n  OPTIMIZER:\n    BASE_LR: -0.1\n", "SOLVER.OPTIMIZER.BASE_LR = -0.1"),
+    ("momentum", "SOLVER:\n  OPTIMIZER:\n    MOMENTUM: 1.5\n", "SOLVER.OPTIMIZER.MOMENTUM = 1.5"),
+    ("nesterov", "SOLVER:\n  OPTIMIZER:\n    NESTEROV: 3\n", "SOLVER.OPTIMIZER.NESTEROV: expected a bool"),
+    ("betas", "SOLVER:\n  OPTIMIZER:\n    BETAS: [0.9]\n", "SOLVER.OPTIMIZER.BETAS = (0.9,)"),
+    ("eps", "SOLVER:\n  OPTIMIZER:\n    EPS: 0\n", "SOLVER.OPTIMIZER.EPS = 0.0"),
+    ("weight_decay", "SOLVER:\n  OPTIMIZER:\n    WEIGHT_DECAY: -1\n", "SOLVER.OPTIMIZER.WEIGHT_DECAY = -1.0"),
+    ("wd_bias", "SOLVER:\n  OPTIMIZER:\n    WEIGHT_DECAY_BIAS: -1\n", "SOLVER.OPTIMIZER.WEIGHT_DECAY_BIAS = -1.0"),
+    ("wd_norm", "SOLVER:\n  OPTIMIZER:\n    WEIGHT_DECAY_NORM: fast\n", "SOLVER.OPTIMIZER.WEIGHT_DECAY_NORM: expected"),
+    ("wd_embed", "SOLVER:\n  OPTIMIZER:\n    WEIGHT_DECAY_EMBED: [1]\n", "SOLVER.OPTIMIZER.WEIGHT_DECAY_EMBED: expected"),
+    ("bias_factor", "SOLVER:\n  OPTIMIZER:\n    BIAS_LR_FACTOR: -2\n", "SOLVER.OPTIMIZER.BIAS_LR_FACTOR = -2.0"),
+    ("backbone_factor", "SOLVER:\n  OPTIMIZER:\n    BACKBONE_LR_FACTOR: null\n",
+     "SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR = None"),
+    ("prefix", "SOLVER:\n  OPTIMIZER:\n    BACKBONE_PREFIX: 'backbone.'\n", "SOLVER.OPTIMIZER.BACKBONE_PREFIX"),
+    ("clip_enabled", "SOLVER:\n  OPTIMIZER:\n    CLIP_GRADIENTS:\n      ENABLED: 'yes'\n",
+     "SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED: expected a bool"),
+    ("clip_type", "SOLVER:\n  OPTIMIZER:\n    CLIP_GRADIENTS:\n      CLIP_TYPE: global\n",
+     "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_TYPE = 'global'"),
+    ("clip_value", "SOLVER:\n  OPTIMIZER:\n    CLIP_GRADIENTS:\n      CLIP_VALUE: 0\n",
+     "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE = 0.0"),
+    ("norm_type", "SOLVER:\n  OPTIMIZER:\n    CLIP_GRADIENTS:\n      NORM_TYPE: -2\n",
+     "SOLVER.OPTIMIZER.CLIP_GRADIENTS.NORM_TYPE = -2.0"),
+    ("policy", "SOLVER:\n  SCHEDULER:\n    POLICY: CYCLIC\n", "SOLVER.SCHEDULER.POLICY = 'CYCLIC'"),
+    ("total_iters", "SOLVER:\n  SCHEDULER:\n    TOTAL_ITERS: 0\n", "SOLVER.SCHEDULER.TOTAL_ITERS = 0"),
+    ("total_epochs", "SOLVER:\n  SCHEDULER:\n    TOTAL_EPOCHS: -3\n", "SOLVER.SCHEDULER.TOTAL_EPOCHS = -3"),
+    ("steps", "SOLVER:\n  SCHEDULER:\n    STEPS: [500, 100]\n", "SOLVER.SCHEDULER.STEPS = (500, 100)"),
+    ("gamma", "SOLVER:\n  SCHEDULER:\n    GAMMA: 2\n", "SOLVER.SCHEDULER.GAMMA = 2.0"),
+    ("warmup_iters", "SOLVER:\n  SCHEDULER:\n    WARM_UP_ITERS: -5\n", "SOLVER.SCHEDULER.WARM_UP_ITERS = -5"),
+    ("warmup_epochs", "SOLVER:\n  SCHEDULER:\n    WARM_UP_EPOCHS: -1.0\n", "SOLVER.SCHEDULER.WARM_UP_EPOCHS = -1.0"),
+    ("warmup_factor", "SOLVER:\n  SCHEDULER:\n    WARM_UP_FACTOR: 0\n", "SOLVER.SCHEDULER.WARM_UP_FACTOR = 0.0"),
+    ("warmup_method", "SOLVER:\n  SCHEDULER:\n    WARM_UP_METHOD: COSINE\n", "SOLVER.SCHEDULER.WARM_UP_METHOD = 'COSINE'"),
+    ("lr_pow", "SOLVER:\n  SCHEDULER:\n    LR_POW: 0\n", "SOLVER.SCHEDULER.LR_POW = 0.0"),
+    ("min_lr", "SOLVER:\n  SCHEDULER:\n    MIN_LR_FACTOR: 1\n", "SOLVER.SCHEDULER.MIN_LR_FACTOR = 1.0"),
+    ("log_threshold", "SOLVER:\n  SCHEDULER:\n    LOG_LR_CHANGE_THRESHOLD: 0.5\n",
+     "SOLVER.SCHEDULER.LOG_LR_CHANGE_THRESHOLD = 0.5"),
+    ("accumulation", "SOLVER:\n  ACCUMULATION:\n    STEPS: 0\n", "SOLVER.ACCUMULATION.STEPS = 0"),
+    ("amp", "SOLVER:\n  AMP:\n    DTYPE: float8\n", "SOLVER.AMP.DTYPE = 'float8'"),
+    ("batch", "TRAIN:\n  BATCH_SIZE: 0\n", "TRAIN.BATCH_SIZE = 0"),
+    ("model", "MODEL:\n  NAME: resnet19\n", "MODEL.NAME = 'resnet19'"),
+]
+YAML_STRUCTURE = [
+    ("unknown_key", "SOLVER:\n  OPTIMIZER:\n    LR: 0.1\n", "unknown config key SOLVER.OPTIMIZER.LR"),
+    ("unknown_top", "FOO: 1\n", "unknown config key FOO"),
+    ("unknown_node", "SOLVER:\n  SCHEDULR:\n    POLICY: STEP\n", "unknown config key SOLVER.SCHEDULR"),
+    ("value_for_group", "SOLVER: 5\n", "SOLVER is a group of keys"),
+    ("syntax", "SOLVER:\n  OPTIMIZER: [\n", "is not valid YAML"),
+    ("empty", "", "must hold a mapping of keys, got NoneType"),
+    ("list", "- SOLVER\n", "must hold a mapping of keys, got list"),
+    ("missing_file", None, "cannot read config file"),
+]
+COMMAND_LINES = [
+    ("odd", ["SOLVER.OPTIMIZER.BASE_LR"], "odd number of items"),
+    ("unknown_override", ["SOLVER.OPTIMIZER.BASE_LRR", "0.1"], "unknown config key SOLVER.OPTIMIZER.BASE_LRR"),
+    ("unparsable", ["SOLVER.OPTIMIZER.BASE_LR", "abc"], "SOLVER.OPTIMIZER.BASE_LR: expected a float"),
+    ("bad_override_value", ["SOLVER.SCHEDULER.GAMMA", "-1"], "SOLVER.SCHEDULER.GAMMA = -1.0"),
+    ("unknown_option", ["--resum"], "unrecognized arguments: --resum"),
+]
+DATA = ["missing_folder", "empty_folder", "unreadable_image", "no_root"]
+
+SENTINELS = {"metrics.json": "old metrics\n", "config.yaml": "old: config\n", "log.txt": "old log\n",
+             "model_final.pth": "old weights", "last_checkpoint": "model_final.pth\n"}
+
+
+def image_folder(root, broken=False, empty=False):
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            if not empty:
+                Image.new("RGB", (12, 12)).save(folder / "0.png")
+    if broken:
+        (root / "train" / "b" / "1.png").write_bytes(b"\x89PNG broken")
+
+
+def data_case(name, tmp_path):
+    root = tmp_path / "images"
+    if name == "no_root":
+        return "DATA:\n  DATASET: image_folder\n", "DATA.ROOT is empty"
+    if name != "missing_folder":
+        image_folder(root, broken=name == "unreadable_image", empty=name == "empty_folder")
+    expected = {"missing_folder": f"DATA.ROOT = '{root}' has no train/ folder",
+                "empty_folder": f"DATA.ROOT = '{root}': train/ holds no images",
+                "unreadable_image": f"cannot read image {root / 'train' / 'b' / '1.png'}"}[name]
+    return f"DATA:\n  DATASET: image_folder\n  ROOT: {root}\n  IMAGE_SIZE: 12\n", expected
+
+
+CASES = ([("yaml", *case) for case in YAML_VALUES + YAML_STRUCTURE]
+         + [("cli", name, argv, expected) for name, argv, expected in COMMAND_LINES]
+         + [("data", name, None, None) for name in DATA])
+
+
+def test_the_matrix_has_at_least_forty_inputs():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("kind, name, payload, expected", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_bad_input_stops_before_touching_the_output_folder(tmp_path, capsys, kind, name, payload, expected):
+    output = tmp_path / "out"
+    output.mkdir()
+    for file, text in SENTINELS.items():
+        (output / file).write_text(text)
+    before = {file: os.stat(output / file).st_mtime_ns for file in SENTINELS}
+
+    cfg_file, argv = tmp_path / "cfg.yaml", []
+    text = f"OUTPUT_DIR: {output}\n"
+    if kind == "yaml" and name in ("empty", "list"):
+        text = payload  # the whole file
+    elif kind == "yaml" and payload is not None:
+        text += payload
+    elif kind == "cli":
+        argv = payload
+    elif kind == "data":
+        extra, expected = data_case(name, tmp_path)
+        text += extra
+    if not (kind == "yaml" and payload is None):
+        cfg_file.write_text(text)
+    if kind == "cli" and name == "odd":
+        argv = ["OUTPUT_DIR", str(output)] + argv  # the odd item must come last
+
+    code = train_net.run(train_net.main, ["--cfg", str(cfg_file), *argv])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert sorted(os.listdir(output)) == sorted(SENTINELS)  # nothing new, nothing removed ...
+    for file, text in SENTINELS.items():  # ... and nothing rewritten
+        assert (output / file).read_text() == text and os.stat(output / file).st_mtime_ns == before[file]
+
+
+def test_a_run_that_keeps_failing_on_non_finite_losses_stops_with_an_error(tmp_path, run_tool):
+    from tests.tools.conftest import train_command
+
+    # An absurd lr makes every loss after the first update non-finite: 3 skips in a row stop the run.
+    result = run_tool(train_command(tmp_path, "SOLVER.OPTIMIZER.BASE_LR", "1e30", "SOLVER.SCHEDULER.WARM_UP_ITERS",
+                                    "0", "TRAIN.MAX_CONSECUTIVE_SKIPS", "3"))
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: 3 updates in a row \(iterations \d+ to \d+\) were skipped for non-finite losses "
+                        r"or gradients .*--resume\n", result.stderr.splitlines()[-1] + "\n")
+    assert (tmp_path / "model_last_good.pth").exists()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_last_good.pth\n"
