@@ -13,7 +13,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from pet.config.errors import ConfigError
-from pet.config.validation import invalid_value, validate_scheduler_cfg
+from pet.config.validation import LR_SCALING_RULES, check_node, invalid_value, validate_scheduler_cfg
 from pet.solver.schedules import LRSchedule, cosine_ramp
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class LearningRateScheduler(LRScheduler):
         if not isinstance(start_iter, int) or isinstance(start_iter, bool) or start_iter < 0:
             raise ValueError(f"start_iter must be an integer >= 0, got {start_iter!r}")
         self.schedule = lr_schedule_from_cfg(solver_cfg, iter_per_epoch, prefix)
+        check_node(solver_cfg.LR_SCALING, LR_SCALING_RULES, f"{prefix}.LR_SCALING")
         total = self.schedule.total_iters
         self.momentum = momentum_schedule(solver_cfg.SCHEDULER, total)
         self.weight_decay = weight_decay_schedule(solver_cfg.SCHEDULER, total)
