@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from pet.engine.checkpoint import read_checkpoint
+from pet.engine.checkpoint import Checkpointer, read_checkpoint
 from tests.tools.conftest import TEST_NET, DEFAULT_CFG, FAST, environment, train_command
 
 
@@ -134,3 +134,35 @@ def test_two_optimizers_with_a_chained_schedule_train_and_resume_exactly(tmp_pat
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     state = read_checkpoint(os.path.join(reference, "model_final.pth"))
     assert sorted(state["optimizers"]) == sorted(state["schedulers"]) == ["backbone", "head"]
+
+
+def test_sigkill_at_random_moments_never_loses_the_run(tmp_path, run_tool, reference):
+    """Kill the run again and again at random moments (with a checkpoint every 2 iterations many kills land in a
+    checkpoint write); after each kill the latest checkpoint loads, and the resumed run ends exactly as the
+    uninterrupted one."""
+    import random
+
+    output = tmp_path / "killed"
+    command = train_command(output, "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINTS_TO_KEEP", "2")
+    rng = random.Random(1234)
+    kills = 0
+    for attempt in range(6):
+        process = subprocess.Popen(command + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=environment())
+        deadline = time.time() + rng.uniform(3.5, 7.0)  # about 3-4 s of start-up, then some training
+        while process.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        if process.poll() is not None:
+            break  # it finished before this kill
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        latest = Checkpointer(str(output)).latest()
+        if latest is not None:
+            assert read_checkpoint(latest)["iteration"] > 0  # complete and loadable, whenever the kill came
+    assert kills >= 2
+    if not (output / "model_final.pth").exists():
+        assert run_tool(command + ["--resume"]).returncode == 0
+    assert metrics(output) == metrics(reference[0])
+    expected, got = final_weights(reference[0]), final_weights(output)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
