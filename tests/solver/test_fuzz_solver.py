@@ -3,7 +3,7 @@ momenta and weight decays) at every iteration, or raises ConfigError. Nothing el
 import math
 import warnings
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from torch import nn
 
 from pet.config import ConfigError, get_cfg
@@ -89,6 +89,8 @@ OVERRIDES = st.lists(st.sampled_from(sorted(KEYS)), max_size=6, unique=True).fla
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=OVERRIDES, iter_per_epoch=st.sampled_from([-1, 1, 3, 10]))
+# Counterexamples the fuzzer found once, kept so that they are tried on every run.
+@example(overrides={"SCHEDULER.POLICY": "STEP", "LR_SCALING.FT_FACTOR": None}, iter_per_epoch=-1)
 def test_any_solver_config_builds_with_finite_lrs_or_is_a_config_error(overrides, iter_per_epoch):
     cfg = get_cfg()
     for key, value in overrides.items():
