@@ -14,8 +14,6 @@ class DigitsDataset(Dataset):
     distributed run) sees the same split.
     """
 
-    num_classes = 10
-
     def __init__(self, split: str, val_fraction: float = 0.2, seed: int = 0) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")

@@ -6,7 +6,7 @@ evaluation results reach the writers of the same iteration.
 """
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from pet.engine.checkpoint import Checkpointer
 from pet.engine.errors import NonFiniteError
@@ -124,15 +124,14 @@ class PeriodicCheckpointer(HookBase):
     def __init__(self, checkpointer: Checkpointer, period: int) -> None:
         self.checkpointer = checkpointer
         self.period = period
-        self.last_saved: Optional[str] = None
 
     def after_step(self) -> None:
         done = self.trainer.iter + 1
         if self.is_last_iter():
-            self.last_saved = self.checkpointer.save("model_final", done)
+            self.checkpointer.save("model_final", done)
         elif self.every(self.period):
-            self.last_saved = self.checkpointer.save(f"model_{done:07d}", done)
+            self.checkpointer.save(f"model_{done:07d}", done)
 
     def after_train(self) -> None:
         if isinstance(self.trainer.failure, NonFiniteError):
-            self.last_saved = self.checkpointer.save("model_last_good", self.trainer.iter + 1)
+            self.checkpointer.save("model_last_good", self.trainer.iter + 1)

@@ -28,8 +28,6 @@ EMBED_PARAM_NAMES = frozenset({
     "mask_token",
 })
 
-KINDS = ("norm", "embed", "bias", "weight")
-
 
 class ParamEntry(NamedTuple):
     """One trainable parameter: full dotted name, hyperparameters, and a label (scope, tag, kind) for names."""

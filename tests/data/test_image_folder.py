@@ -43,18 +43,22 @@ def test_empty_folder_is_a_config_error(tmp_path):
         build_dataset(folder_cfg(tmp_path), "train")
 
 
-def test_an_unreadable_image_stops_the_build_and_names_its_path(tmp_path):
-    make_folder(tmp_path)
-    broken = tmp_path / "train" / "cat" / "0.png"
+def with_a_broken_image(root):
+    """An image folder whose first training image is not an image; returns that file."""
+    make_folder(root)
+    broken = root / "train" / "cat" / "0.png"
     broken.write_bytes(b"not a png")
+    return broken
+
+
+def test_an_unreadable_image_stops_the_build_and_names_its_path(tmp_path):
+    broken = with_a_broken_image(tmp_path)
     with pytest.raises(DataError, match=rf"cannot read image {broken}: .* \(DATA\.CHECK_IMAGES\)"):
         build_dataset(folder_cfg(tmp_path), "train")
 
 
 def test_without_the_check_an_unreadable_image_fails_when_read(tmp_path):
-    make_folder(tmp_path)
-    broken = tmp_path / "train" / "cat" / "0.png"
-    broken.write_bytes(b"not a png")
+    broken = with_a_broken_image(tmp_path)
     cfg = folder_cfg(tmp_path)
     cfg.DATA.CHECK_IMAGES = False
     dataset = build_dataset(cfg, "train")

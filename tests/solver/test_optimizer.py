@@ -82,11 +82,16 @@ def test_fused_and_reference_sgd_agree():
     plain = torch.optim.SGD([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
                              for g in build("SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.01,
                                             model=reference).param_groups], momentum=0.9, foreach=False)
-    for step in range(3):
+    assert_same_updates(model, optimizer, reference, plain)
+
+
+def assert_same_updates(model, optimizer, reference, reference_optimizer, steps=3):
+    """Step both on the same gradients; their parameters must stay equal (up to rounding)."""
+    for step in range(steps):
         fill_grads(model, seed=step)
         fill_grads(reference, seed=step)
         optimizer.step()
-        plain.step()
+        reference_optimizer.step()
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q)
 
@@ -154,10 +159,4 @@ def test_every_implementation_makes_the_same_updates(implementation):
                   model=reference)
     forced = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation,
                    model=model)
-    for step in range(3):
-        fill_grads(reference, seed=step)
-        fill_grads(model, seed=step)
-        plain.step()
-        forced.step()
-    for p, q in zip(model.parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q)
+    assert_same_updates(model, forced, reference, plain)
