@@ -58,7 +58,7 @@ class GradientClipper:
     """A step pre-hook that clips the gradients of all the optimizer's parameters before each update.
 
     Args:
-        clip_type: `full_model`, `norm` or `value`.
+        clip_type: `full_model`, `norm`, `value`, or `none` (the non-finite check alone).
         clip_value: the largest norm (`full_model`, `norm`) or element magnitude (`value`).
         norm_type: the p of the p-norm; `inf` for the largest magnitude.
     """
@@ -95,13 +95,16 @@ class GradientClipper:
             return
         grads = [p.grad for p in params]
         if not all(group.get("fused") for group in optimizer.param_groups):
-            self._clip_on_host(optimizer, params, self.clip_(grads))
-        elif self.clip_type == "full_model":
-            self._clip_in_fused_kernels(optimizer, grads)
+            self._clip_on_host(params, self.clip_(grads))
+            return
+        self._save(optimizer)
+        if self.clip_type == "full_model":
+            measured = self._clip_in_fused_kernels(optimizer, grads)
         else:
-            self._flag_for_fused_kernels(optimizer, self.clip_(grads))
+            measured = self.clip_(grads)
+        self._flag_for_fused_kernels(optimizer, measured)
 
-    def _clip_on_host(self, optimizer: torch.optim.Optimizer, params: List[Tensor], measured: Tensor) -> None:
+    def _clip_on_host(self, params: List[Tensor], measured: Tensor) -> None:
         if not torch.isfinite(measured):  # a host synchronisation: the update must not run at all
             self._host_skips += 1
             for p in params:
@@ -109,19 +112,17 @@ class GradientClipper:
             logger.warning("Non-finite gradient norm (%s): update skipped (%d skipped so far)",
                            measured.item(), self.num_skipped)
 
-    def _clip_in_fused_kernels(self, optimizer: torch.optim.Optimizer, grads: List[Tensor]) -> None:
-        """Global-norm clipping as the kernels' `grad_scale`: gradients / (scale / coefficient)."""
-        self._save(optimizer)
+    def _clip_in_fused_kernels(self, optimizer: torch.optim.Optimizer, grads: List[Tensor]) -> Tensor:
+        """Global-norm clipping as the kernels' `grad_scale` (gradients / (scale / coefficient)); returns the
+        norm of the true (unscaled) gradients."""
         scaled_by = self._saved.get("grad_scale")  # a GradScaler that did not unscale first
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, self.norm_type)), self.norm_type)
         true_total = total if scaled_by is None else total / scaled_by
         coefficient = torch.clamp(self.clip_value / (true_total + _EPS), max=1.0)
         optimizer.grad_scale = (1.0 if scaled_by is None else scaled_by) / coefficient
-        self._flag_for_fused_kernels(optimizer, true_total, saved=True)
+        return true_total
 
-    def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor, saved: bool = False) -> None:
-        if not saved:
-            self._save(optimizer)
+    def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor) -> None:
         bad = (~torch.isfinite(measured)).to(torch.float32)
         self._device_skips = bad if self._device_skips is None else self._device_skips + bad
         if self._saved.get("found_inf") is not None:  # a GradScaler's own verdict counts too
