@@ -72,13 +72,16 @@ class LRSchedulerHook(HookBase):
 
     def __init__(self, units: List[Any]) -> None:
         self.units = units
+        self._names: List[List[str]] = []
+
+    def before_train(self) -> None:
+        self._names = [[f"lr/{label}" for label in unit.group_labels()] for unit in self.units]
 
     def after_step(self) -> None:
         storage = self.trainer.storage
-        for unit in self.units:
-            prefix = f"lr/{unit.name}/" if unit.name else "lr/"
-            for index, group in enumerate(unit.optimizer.param_groups):
-                storage.put_scalar(f"{prefix}{group.get('name', index)}", group["lr"])
+        for unit, names in zip(self.units, self._names):
+            for name, group in zip(names, unit.optimizer.param_groups):
+                storage.put_scalar(name, group["lr"])
         storage.put_scalar("lr", self.units[0].optimizer.param_groups[0]["lr"])
         for unit in self.units:
             unit.scheduler.step()

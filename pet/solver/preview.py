@@ -8,12 +8,6 @@ from typing import Dict, List
 from pet.solver.units import SolverUnit
 
 
-def curve_name(unit: SolverUnit, group: dict, index: int) -> str:
-    """`<group>` for a single optimizer, `<optimizer>/<group>` for named ones."""
-    name = str(group.get("name", index))
-    return f"{unit.name}/{name}" if unit.name else name
-
-
 def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[str, List[float]]]:
     """{"lr" | "momentum" | "weight_decay": {curve name: value at iterations 0 .. max_iter - 1}}.
 
@@ -28,8 +22,7 @@ def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[st
             curves.setdefault("weight_decay", {})
     for _ in range(max_iter):
         for unit in units:
-            for index, group in enumerate(unit.optimizer.param_groups):
-                name = curve_name(unit, group, index)
+            for name, group in zip(unit.group_labels(), unit.optimizer.param_groups):
                 curves["lr"].setdefault(name, []).append(group["lr"])
                 if unit.scheduler.momentum is not None:
                     value = group["betas"][0] if "betas" in group else group["momentum"]

@@ -43,6 +43,11 @@ class SolverUnit:
         """Every parameter it updates."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
+    def group_labels(self) -> List[str]:
+        """A label per param group: `<group>`, or `<optimizer>/<group>` for a named optimizer."""
+        names = [str(group.get("name", index)) for index, group in enumerate(self.optimizer.param_groups)]
+        return [f"{self.name}/{name}" if self.name else name for name in names]
+
 
 def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1) -> List[SolverUnit]:
     """One unit per optimizer the SOLVER config describes, in config order."""

@@ -13,6 +13,7 @@ def fake_trainer(max_iter):
 
 def run(hook, max_iter):
     hook.trainer = fake_trainer(max_iter)
+    hook.before_train()
     for it in range(max_iter):
         hook.trainer.iter = hook.trainer.storage.iter = it
         hook.after_step()
@@ -27,7 +28,8 @@ def test_lr_hook_records_the_lr_the_step_ran_at_then_steps():
         for g in groups:
             g["lr"] /= 10
 
-    unit = SimpleNamespace(name="", optimizer=SimpleNamespace(param_groups=groups), scheduler=SimpleNamespace(step=step))
+    unit = SimpleNamespace(name="", optimizer=SimpleNamespace(param_groups=groups), scheduler=SimpleNamespace(step=step),
+                           group_labels=lambda: ["weight", "bias"])
     hook = LRSchedulerHook([unit])
     run(hook, 1)
     latest = hook.trainer.storage.latest()

@@ -47,3 +47,11 @@ def test_an_entry_on_modules_without_parameters_is_refused():
 def test_named_errors_carry_the_entry_key():
     with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.h\.OPTIMIZER\.TYPE = Rprop has no weight decay"):
         units_for({"h": {"MODULES": ["head"], "OPTIMIZER": {"TYPE": "RPROP"}}})
+
+
+def test_group_labels_name_the_optimizer_only_when_there_are_several():
+    (single,) = build_solver_units(toy_model(), get_cfg().SOLVER)
+    assert single.group_labels() == ["embed+bias+norm", "weight"]
+    backbone, head = units_for({"backbone": {"MODULES": ["backbone"]}, "head": {"MODULES": ["head"]}})
+    assert head.group_labels() == ["head/weight", "head/bias+norm"]
+    assert backbone.group_labels()[0].startswith("backbone/backbone.")
