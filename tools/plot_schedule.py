@@ -12,10 +12,8 @@ from pet.engine.cli import ArgumentParser, load_config, run
 from pet.engine.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_classifier
 from pet.solver import format_param_groups
-from pet.solver.lr_scaling import apply_linear_scaling
-from pet.solver.lr_scheduler import lr_schedule_from_cfg
 from pet.solver.preview import schedule_curves
-from pet.solver.units import build_solver_units
+from pet.solver.units import build_run_solver
 
 TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100
@@ -68,12 +66,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, List[float]]]:
     validate_cfg(cfg)
     seed_everything(cfg.SEED)
     ipe = iterations_per_epoch(cfg, args.iter_per_epoch, args.world_size)
-    solver_cfg = apply_linear_scaling(cfg.SOLVER, cfg.TRAIN.BATCH_SIZE * args.world_size * cfg.SOLVER.ACCUMULATION.STEPS)
-    units = build_solver_units(build_classifier(cfg), solver_cfg, iter_per_epoch=ipe)
+    units, max_iter = build_run_solver(build_classifier(cfg), cfg, ipe, args.world_size)
     for unit in units:
         print(f"Parameter groups{' of ' + unit.name if unit.name else ''}:")
         print(format_param_groups(unit.optimizer))
-    max_iter = lr_schedule_from_cfg(solver_cfg, ipe).total_iters
     curves = schedule_curves(units, max_iter)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "schedule.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -25,9 +25,7 @@ from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, Periodic
 from pet.engine.trainer import Trainer, classification_losses
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_classifier
-from pet.solver.lr_scaling import apply_linear_scaling
-from pet.solver.lr_scheduler import lr_schedule_from_cfg
-from pet.solver.units import SolverUnit, build_solver_units
+from pet.solver.units import SolverUnit, build_run_solver, images_per_update
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +123,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     model = build_classifier(cfg).to(device)
     updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
-    images_per_update = cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS
-    solver_cfg = apply_linear_scaling(cfg.SOLVER, images_per_update)
-    units = build_solver_units(model, solver_cfg, iter_per_epoch=updates_per_epoch)
-    max_iter = lr_schedule_from_cfg(solver_cfg, updates_per_epoch).total_iters
+    units, max_iter = build_run_solver(model, cfg, updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
     amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
     check_unit_support(units, amp_dtype, world_size)
@@ -143,7 +138,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(cfg.dump().encode()))
         attach_log_file(cfg.OUTPUT_DIR)
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
-                world_size, device, updates_per_epoch, images_per_update)
+                world_size, device, updates_per_epoch, images_per_update(cfg, world_size))
 
     start_iter = 0
     latest = checkpointer.latest() if resume else None

@@ -31,9 +31,14 @@ _EPS = 1e-6
 _STEP_ATTRIBUTES = ("grad_scale", "found_inf")
 
 
+def global_norm(grads: List[Tensor], norm_type: float) -> Tensor:
+    """The p-norm of all `grads` together, from one `torch._foreach_norm` call."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, norm_type)), norm_type)
+
+
 def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
     """Scale all `grads` in place so that their global norm is at most `max_norm`; return the norm before."""
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, norm_type)), norm_type)
+    total = global_norm(grads, norm_type)
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + _EPS), max=1.0))
     return total
 
@@ -116,7 +121,7 @@ class GradientClipper:
         """Global-norm clipping as the kernels' `grad_scale` (gradients / (scale / coefficient)); returns the
         norm of the true (unscaled) gradients."""
         scaled_by = self._saved.get("grad_scale")  # a GradScaler that did not unscale first
-        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, self.norm_type)), self.norm_type)
+        total = global_norm(grads, self.norm_type)
         true_total = total if scaled_by is None else total / scaled_by
         coefficient = torch.clamp(self.clip_value / (true_total + _EPS), max=1.0)
         optimizer.grad_scale = (1.0 if scaled_by is None else scaled_by) / coefficient

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from pet.config import optimizer_entries
-from pet.solver.lr_scheduler import LearningRateScheduler
+from pet.solver.lr_scaling import apply_linear_scaling
+from pet.solver.lr_scheduler import LearningRateScheduler, lr_schedule_from_cfg
 from pet.solver.optimizer import Optimizer
 from pet.solver.param_groups import in_modules, trainable_parameters
 
@@ -59,6 +60,20 @@ def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = 
         units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
     _warn_untrained(model, solver_cfg, units)
     return units
+
+
+def images_per_update(cfg: Any, world_size: int = 1) -> int:
+    """Images behind one optimizer update: TRAIN.BATCH_SIZE x processes x SOLVER.ACCUMULATION.STEPS."""
+    return cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS
+
+
+def build_run_solver(model: nn.Module, cfg: Any, iter_per_epoch: int, world_size: int = 1
+                     ) -> Tuple[List[SolverUnit], int]:
+    """The optimizers of a run and its length in iterations, from the whole config: the linear scaling rule for
+    the images per update, then one unit per optimizer."""
+    solver_cfg = apply_linear_scaling(cfg.SOLVER, images_per_update(cfg, world_size))
+    units = build_solver_units(model, solver_cfg, iter_per_epoch=iter_per_epoch)
+    return units, lr_schedule_from_cfg(solver_cfg, iter_per_epoch).total_iters
 
 
 def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:
