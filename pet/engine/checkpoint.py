@@ -97,6 +97,13 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, An
                               f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
 
 
+def load_state(obj: Any, state: Dict[str, Any]) -> None:
+    """`obj.load_state_dict(state)`, after checking that an optimizer's state fits its param groups."""
+    if isinstance(obj, torch.optim.Optimizer):
+        check_optimizer_groups(obj, state)
+    obj.load_state_dict(state)
+
+
 class StateDictGroup:
     """Several named objects (the optimizers or schedulers of a run) saved and loaded as one state dict."""
 
@@ -110,9 +117,7 @@ class StateDictGroup:
         if sorted(state) != sorted(self.members):
             raise CheckpointError(f"it holds state for {sorted(state)}, but this run has {sorted(self.members)}")
         for name, member in self.members.items():
-            if isinstance(member, torch.optim.Optimizer):
-                check_optimizer_groups(member, state[name])
-            member.load_state_dict(state[name])
+            load_state(member, state[name])
 
 
 class Checkpointer:
@@ -174,8 +179,8 @@ class Checkpointer:
         if missing:
             raise CheckpointError(f"checkpoint {path} has no state for {missing}")
         for key, obj in self.objects.items():
-            try:  # a group of one: an optimizer's groups are checked before its state is loaded
-                StateDictGroup({key: obj}).load_state_dict({key: data[key]})
+            try:
+                load_state(obj, data[key])
             except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
                 raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
                                       f"{' '.join(str(e).split())}") from None
