@@ -122,8 +122,10 @@ class LearningRateScheduler(LRScheduler):
 
     def get_lr(self) -> List[float]:
         """The closed-form lr of every group at the current update count."""
-        factor = self.schedule(self.last_epoch) * self.ft_factor
-        return [base_lr * factor for base_lr in self.base_lrs]
+        return self._lrs(self.schedule(self.last_epoch))
+
+    def _lrs(self, factor: float) -> List[float]:
+        return [base_lr * factor * self.ft_factor for base_lr in self.base_lrs]
 
     def step(self, epoch: Optional[int] = None) -> None:
         """Advance by one optimizer update and write the new lr into every group."""
@@ -136,7 +138,7 @@ class LearningRateScheduler(LRScheduler):
     def _apply_lrs(self, log: bool) -> None:
         k = self.last_epoch
         factor = self.schedule(k)
-        lrs = [base_lr * factor * self.ft_factor for base_lr in self.base_lrs]
+        lrs = self._lrs(factor)
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self._last_lr = lrs

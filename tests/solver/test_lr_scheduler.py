@@ -373,3 +373,12 @@ def test_chain_phases_in_epochs():
 def test_bad_chains(overrides, message):
     with pytest.raises(ConfigError, match=message):
         make(*overrides)
+
+
+def test_get_lr_is_exactly_the_lr_written_into_the_groups():
+    optimizer, scheduler = make("SOLVER.LR_SCALING.FT_FACTOR", 0.3, "SOLVER.SCHEDULER.POLICY", "COSINE",
+                                model=toy_model())
+    for _ in range(57):
+        optimizer.step()
+        scheduler.step()
+    assert scheduler.get_lr() == [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
