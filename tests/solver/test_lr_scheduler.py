@@ -378,7 +378,7 @@ def test_bad_chains(overrides, message):
 def test_get_lr_is_exactly_the_lr_written_into_the_groups():
     optimizer, scheduler = make("SOLVER.LR_SCALING.FT_FACTOR", 0.3, "SOLVER.SCHEDULER.POLICY", "COSINE",
                                 model=toy_model())
-    for _ in range(57):
+    for _ in range(100):  # every k: rounding differs at some k if the two are computed differently
+        assert scheduler.get_lr() == [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
         optimizer.step()
         scheduler.step()
-    assert scheduler.get_lr() == [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
