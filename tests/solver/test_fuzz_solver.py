@@ -1,7 +1,6 @@
 """Config fuzzing (hypothesis): any SOLVER tree either builds and gives finite, non-negative learning rates (and
 momenta and weight decays) at every iteration, or raises ConfigError. Nothing else."""
 import math
-import warnings
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from torch import nn
@@ -113,18 +112,23 @@ def test_any_solver_config_builds_with_finite_lrs_or_is_a_config_error(overrides
 
 def test_the_fuzzer_builds_every_policy_often():
     # A fuzzer that only ever produced ConfigError would prove nothing: sample it and count what builds.
-    warnings.filterwarnings("ignore")  # `.example()` outside @given warns; here it only measures coverage
-    built, policies = 0, set()
-    for seed in range(300):
-        overrides = OVERRIDES.example() if seed else {}
+    # derandomize: the sample is the same on every run, so this coverage check cannot flake.
+    built, policies = [], set()
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(overrides=OVERRIDES)
+    def sample(overrides):
         cfg = get_cfg()
         for key, value in overrides.items():
             set_key(cfg.SOLVER, key, value)
         try:
             optimizer = Optimizer(nn.Linear(2, 2), cfg.SOLVER.OPTIMIZER).build()
             policies.add(LearningRateScheduler(optimizer, cfg.SOLVER, iter_per_epoch=3).schedule.policy)
-            built += 1
+            built.append(overrides)
         except ConfigError:
             pass
-    assert built >= 60
+
+    sample()
+    assert len(built) >= 25  # about one in ten; most samples hold an invalid value on purpose
     assert "STEP" in policies and len(policies) >= 4  # the default and at least three chosen policies
