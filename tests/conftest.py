@@ -1,7 +1,15 @@
 """Suite-wide fixtures."""
 import logging
+import os
 
 import pytest
+from hypothesis import settings
+
+# `make test` must give the same verdict on every run: the fuzzers draw a fixed sample by default. Set
+# HYPOTHESIS_PROFILE=explore to search with fresh random draws (and keep what they find as @example).
+settings.register_profile("fixed", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 
 @pytest.fixture(autouse=True)
