@@ -19,6 +19,7 @@ setup(
         "tensorboard>=2.10",
         "tqdm>=4.60",
         "matplotlib>=3.5",  # tools/plot_schedule.py
+        "pycocotools>=2.0.6",  # COCO annotations and box mAP
     ],
     extras_require={"test": ["pytest>=7"], "bench": ["mmengine>=0.10"]},
 )

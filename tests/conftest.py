@@ -23,3 +23,13 @@ def restore_pet_logger():
         if handler not in saved[0]:
             handler.close()
     logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory):
+    """DATA.ROOT holding the tiny shapes set of tests/toy_detection.py, generated once per session."""
+    from tests.toy_detection import make_tiny_shapes
+
+    root = tmp_path_factory.mktemp("datasets")
+    make_tiny_shapes(str(root))
+    return str(root)

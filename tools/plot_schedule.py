@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from pet.config import validate_cfg
 from pet.engine.cli import ArgumentParser, load_config, run
 from pet.engine.runner import count_updates_per_epoch, seed_everything
-from pet.models import build_classifier
+from pet.models import build_model
 from pet.solver import format_param_groups
 from pet.solver.preview import schedule_curves
 from pet.solver.units import build_run_solver
@@ -66,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, List[float]]]:
     validate_cfg(cfg)
     seed_everything(cfg.SEED)
     ipe = iterations_per_epoch(cfg, args.iter_per_epoch, args.world_size)
-    units, max_iter = build_run_solver(build_classifier(cfg), cfg, ipe, args.world_size)
+    units, max_iter = build_run_solver(build_model(cfg), cfg, ipe, args.world_size)
     for unit in units:
         print(f"Parameter groups{' of ' + unit.name if unit.name else ''}:")
         print(format_param_groups(unit.optimizer))

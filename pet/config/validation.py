@@ -248,21 +248,39 @@ AMP_RULES: Dict[str, Rule] = {
 }
 
 MODEL_RULES: Dict[str, Rule] = {
-    "NAME": (lambda v: isinstance(v, str) and v != "", "a torchvision classification model name"),
+    "NAME": (lambda v: isinstance(v, str) and v != "", "a torchvision classification or detection model name"),
     "NUM_CLASSES": (lambda v: is_int(v) and v >= 2, "an integer >= 2"),
     "NORM": (_one_of(("BN", "GN", "FROZEN_BN")), "BN | GN | FROZEN_BN"),
     "SMALL_INPUT": (_is_bool, "True or False"),
 }
 
+DETECTION_RULES: Dict[str, Rule] = {
+    "MIN_SIZE": (lambda v: is_int(v) and v >= 32, "an integer >= 32"),
+    "MAX_SIZE": (lambda v: is_int(v) and v >= 32, "an integer >= 32"),
+}
+
+CLASSIFICATION_DATASETS = ("digits", "image_folder", "fake")
+DETECTION_DATASETS = ("shapes", "coco")
+
 DATA_RULES: Dict[str, Rule] = {
-    "DATASET": (_one_of(("digits", "image_folder", "fake"), case_sensitive=True), "digits | image_folder | fake"),
-    "ROOT": (lambda v: isinstance(v, str), "a folder path (image_folder)"),
+    "DATASET": (_one_of(CLASSIFICATION_DATASETS + DETECTION_DATASETS, case_sensitive=True),
+                " | ".join(CLASSIFICATION_DATASETS + DETECTION_DATASETS)),
+    "ROOT": (lambda v: isinstance(v, str), "a folder path"),
     "IMAGE_SIZE": (lambda v: is_int(v) and v >= 8, "an integer >= 8"),
     "VAL_FRACTION": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
     "FAKE_SIZE": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "NUM_WORKERS": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "CHECK_IMAGES": (_is_bool, "True or False"),
 }
+
+SHAPES_RULES: Dict[str, Rule] = {
+    "NUM_TRAIN": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "NUM_VAL": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "MAX_SHAPES": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+_path: Rule = (lambda v: isinstance(v, str) and v != "", "a non-empty path")
+COCO_RULES: Dict[str, Rule] = {key: _path for key in ("TRAIN_IMAGES", "TRAIN_JSON", "VAL_IMAGES", "VAL_JSON")}
 
 _positive_int: Rule = (lambda v: is_int(v) and v >= 1, "an integer >= 1")
 
@@ -295,8 +313,14 @@ def validate_cfg(cfg: Any) -> None:
     check_node(cfg, {"OUTPUT_DIR": (lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
                      "SEED": (lambda v: is_int(v) and v >= 0, "an integer >= 0")},
                "", sub_nodes=("MODEL", "DATA", "TRAIN", "TEST", "SOLVER"))
-    check_node(cfg.MODEL, MODEL_RULES, "MODEL")
-    check_node(cfg.DATA, DATA_RULES, "DATA")
+    check_node(cfg.MODEL, MODEL_RULES, "MODEL", sub_nodes=("DETECTION",))
+    check_node(cfg.MODEL.DETECTION, DETECTION_RULES, "MODEL.DETECTION")
+    if cfg.MODEL.DETECTION.MAX_SIZE < cfg.MODEL.DETECTION.MIN_SIZE:
+        raise ConfigError(invalid_value("MODEL.DETECTION.MAX_SIZE", cfg.MODEL.DETECTION.MAX_SIZE,
+                                        f"an integer >= MODEL.DETECTION.MIN_SIZE = {cfg.MODEL.DETECTION.MIN_SIZE}"))
+    check_node(cfg.DATA, DATA_RULES, "DATA", sub_nodes=("SHAPES", "COCO"))
+    check_node(cfg.DATA.SHAPES, SHAPES_RULES, "DATA.SHAPES")
+    check_node(cfg.DATA.COCO, COCO_RULES, "DATA.COCO")
     if cfg.DATA.DATASET == "image_folder" and not cfg.DATA.ROOT:
         raise ConfigError("DATA.ROOT is empty; DATA.DATASET = 'image_folder' needs a folder with train/ and val/")
     check_node(cfg.TRAIN, TRAIN_RULES, "TRAIN")

@@ -1,13 +1,20 @@
 """Data sets and loaders from the DATA and TRAIN config nodes."""
-from typing import Any
+import os
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
+from pet.config.errors import ConfigError
+from pet.config.validation import DETECTION_DATASETS
+from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
 from pet.data.image_folder import ImageFolderDataset
 from pet.data.sampler import ResumableBatchSampler
+from pet.data.shapes import ensure_shapes, shapes_paths
+
+SHAPES_DEFAULT_ROOT = "datasets"
 
 
 def build_dataset(cfg: Any, split: str) -> Dataset:
@@ -17,10 +24,33 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
         return DigitsDataset(split, val_fraction=data.VAL_FRACTION, seed=cfg.SEED)
     if data.DATASET == "image_folder":
         return ImageFolderDataset(data.ROOT, split, data.IMAGE_SIZE, check_images=data.CHECK_IMAGES)
+    if data.DATASET == "shapes":
+        shapes = data.SHAPES
+        folder = ensure_shapes(data.ROOT or SHAPES_DEFAULT_ROOT, cfg.SEED, data.IMAGE_SIZE,
+                               {"train": shapes.NUM_TRAIN, "val": shapes.NUM_VAL}, shapes.MAX_SHAPES)
+        return CocoDetection(*shapes_paths(folder, split))
+    if data.DATASET == "coco":
+        return CocoDetection(*coco_paths(data, split))
     # torchvision's FakeData: random images, the same for a given index; the val split uses other indices.
     return datasets.FakeData(size=data.FAKE_SIZE, image_size=(3, data.IMAGE_SIZE, data.IMAGE_SIZE),
                              num_classes=cfg.MODEL.NUM_CLASSES, transform=transforms.ToTensor(),
                              random_offset=0 if split == "train" else data.FAKE_SIZE)
+
+
+def coco_paths(data: Any, split: str) -> Tuple[str, str]:
+    """(images folder, annotation file) of a COCO split; a missing one is a `ConfigError` naming its key."""
+    paths = []
+    for key in (f"{split.upper()}_IMAGES", f"{split.upper()}_JSON"):
+        path = os.path.join(data.ROOT, data.COCO[key])
+        if not os.path.exists(path):
+            raise ConfigError(f"DATA.COCO.{key} = {data.COCO[key]!r}: {path} does not exist (DATA.ROOT = {data.ROOT!r})")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def collate_fn(cfg: Any) -> Optional[Callable]:
+    """Detection batches stay lists (images differ in size); classification uses the default stacking."""
+    return collate_detection if cfg.DATA.DATASET in DETECTION_DATASETS else None
 
 
 def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int = 1,
@@ -29,7 +59,7 @@ def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: in
     sampler = ResumableBatchSampler(len(dataset), cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS, rank,
                                     world_size, seed=cfg.SEED, start_iter=start_iter)
     # Its own generator: starting the loader must not draw from the global RNG, which a resume restores.
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS, collate_fn=collate_fn(cfg),
                       persistent_workers=cfg.DATA.NUM_WORKERS > 0, generator=torch.Generator().manual_seed(cfg.SEED))
 
 
@@ -37,4 +67,5 @@ def build_val_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int 
     """This process's share of the validation set (every world_size-th sample), in order, each sample once."""
     shard = Subset(dataset, range(rank, len(dataset), world_size))
     return DataLoader(shard, batch_size=cfg.TEST.BATCH_SIZE, shuffle=False, num_workers=cfg.DATA.NUM_WORKERS,
+                      collate_fn=collate_fn(cfg),
                       generator=torch.Generator().manual_seed(cfg.SEED))

@@ -1,6 +1,6 @@
 """torch.distributed set-up for runs launched with `torchrun`, and the few collectives the trainer needs."""
 import os
-from typing import Tuple
+from typing import Any, List, Tuple
 
 import torch
 import torch.distributed as dist
@@ -44,6 +44,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.clone()
         dist.all_reduce(tensor)
     return tensor
+
+
+def all_gather_objects(value: Any) -> List[Any]:
+    """Every process's `value` (picklable), in rank order; `[value]` when there is one process."""
+    if get_world_size() == 1:
+        return [value]
+    gathered: List[Any] = [None] * get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def synchronize() -> None:

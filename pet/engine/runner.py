@@ -20,11 +20,11 @@ from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
 from pet.engine.distributed import init_distributed, is_main_process
-from pet.engine.evaluation import evaluate_classifier
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
-from pet.engine.trainer import Trainer, classification_losses
+from pet.engine.tasks import check_num_classes, task_of
+from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
-from pet.models import build_classifier
+from pet.models import build_model
 from pet.solver.units import SolverUnit, build_run_solver, images_per_update
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     rank, world_size, device = init_distributed()
     setup_logging()
     seed_everything(cfg.SEED)
+    task = task_of(cfg)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
-    model = build_classifier(cfg).to(device)
+    check_num_classes(cfg, train_set)
+    model = build_model(cfg).to(device)
     updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
     units, max_iter = build_run_solver(model, cfg, updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
@@ -151,11 +153,11 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         if world_size > 1 else model
     loader = build_train_loader(cfg, train_set, rank, world_size, start_iter)
     val_loader = build_val_loader(cfg, val_set, rank, world_size)
-    trainer = Trainer(ddp_model, classification_losses, loader, units, device,
+    trainer = Trainer(ddp_model, task.loss_fn, loader, units, device,
                       accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
                       grad_scaler=scaler if scaler.is_enabled() else None,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
-    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: evaluate_classifier(model, val_loader, device))
+    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: task.evaluate(model, val_loader, val_set, device))
     writers = [ConsoleWriter(max_iter), JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
@@ -181,10 +183,13 @@ def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
     validate_cfg(cfg)
     rank, world_size, device = init_distributed()
     setup_logging()
-    model = build_classifier(cfg).to(device)
-    val_loader = build_val_loader(cfg, build_dataset(cfg, "val"), rank, world_size)
+    task = task_of(cfg)
+    val_set = build_dataset(cfg, "val")
+    check_num_classes(cfg, val_set)
+    model = build_model(cfg).to(device)
+    val_loader = build_val_loader(cfg, val_set, rank, world_size)
     state = read_checkpoint(weights)
     model.load_state_dict(state["model"] if "model" in state else state)
-    results = evaluate_classifier(model, val_loader, device)
+    results = task.evaluate(model, val_loader, val_set, device)
     logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
     return results

@@ -36,6 +36,16 @@ def classification_losses(model: nn.Module, batch: Any) -> Dict[str, torch.Tenso
     return {"loss_cls": F.cross_entropy(model(images), labels)}
 
 
+def model_losses(model: nn.Module, batch: Any) -> Dict[str, torch.Tensor]:
+    """The losses a model computes itself, as torchvision's detectors do in training mode: `model(*batch)`
+    must return a dict of scalar losses (their sum is minimised, each one is logged)."""
+    losses = model(*batch)
+    if not isinstance(losses, dict) or not all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in losses.values()):
+        raise TypeError(f"{type(getattr(model, 'module', model)).__name__} returned {type(losses).__name__} in "
+                        "training mode; the trainer needs a dict of scalar loss tensors")
+    return losses
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (nested) batch to `device`."""
     if isinstance(batch, torch.Tensor):

@@ -3,25 +3,18 @@
 The split puts every parameter of the feature extractor under `backbone.` so that the solver's
 BACKBONE_LR_FACTOR and backbone group names apply, and the classifier under `head.`.
 """
-import math
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import torch
 import torchvision
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 from pet.config.errors import ConfigError
+from pet.models.norms import apply_norm
 
 # Where torchvision keeps the classifier: ResNet/RegNet `fc`, MobileNet/EfficientNet/ConvNeXt `classifier`,
 # ViT `heads`, Swin `head`.
 HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
-
-NORM_LAYERS: Dict[str, Callable[[int], nn.Module]] = {
-    "GN": lambda channels: nn.GroupNorm(math.gcd(32, channels), channels),
-    "FROZEN_BN": FrozenBatchNorm2d,
-}
-
 
 class Classifier(nn.Module):
     """`head(backbone(images))`: logits of shape (batch, classes)."""
@@ -50,24 +43,10 @@ def build_classifier(cfg: Any) -> Classifier:
     if name.startswith("vit_"):
         kwargs["image_size"] = cfg.DATA.IMAGE_SIZE
     model = torchvision.models.get_model(name, **kwargs)
-    norm = cfg.MODEL.NORM.upper()
-    if norm != "BN":
-        replace_batch_norms(model, NORM_LAYERS[norm], name, norm)
+    apply_norm(model, cfg.MODEL.NORM, name)
     if cfg.MODEL.SMALL_INPUT:
         adapt_to_small_input(model, name)
     return split_backbone_and_head(model)
-
-
-def replace_batch_norms(model: nn.Module, make_norm: Callable[[int], nn.Module], name: str, norm: str) -> None:
-    """Swap every BatchNorm2d of `model` for `make_norm(channels)`, freshly initialised (weight 1, bias 0)."""
-    replaced = 0
-    for parent in list(model.modules()):
-        for child_name, child in parent.named_children():
-            if isinstance(child, nn.BatchNorm2d):
-                setattr(parent, child_name, make_norm(child.num_features))
-                replaced += 1
-    if not replaced:
-        raise ConfigError(f"MODEL.NORM = {norm!r} replaces BatchNorm2d layers, and {name} has none; use BN")
 
 
 def adapt_to_small_input(model: nn.Module, name: str) -> None:

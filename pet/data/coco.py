@@ -1,0 +1,85 @@
+"""A COCO-format detection data set: an images folder and an annotation JSON, read with pycocotools.
+
+Samples are (image, target) pairs in the form torchvision's detection models take: a float CxHxW image in
+[0, 1] (the model normalises and resizes it) and a dict with `boxes` (N x 4, x1 y1 x2 y2 in pixels), `labels`
+(1..K, 0 being the background) and `image_id` (the COCO id, which evaluation maps predictions back to).
+"""
+import contextlib
+import io
+import logging
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
+
+from pet.data.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Target = Dict[str, torch.Tensor]
+
+
+class CocoDetection(Dataset):
+    """The images of a COCO annotation file, each with its non-crowd boxes.
+
+    Category ids (any integers, as in COCO's 1..90 with gaps) are mapped in sorted order to labels 1..K;
+    `category_ids[label - 1]` maps back. Boxes with no area are dropped (the detectors cannot train on them);
+    images without boxes stay, as negatives.
+    """
+
+    def __init__(self, images_dir: str, annotation_file: str) -> None:
+        for path, what in ((images_dir, "images folder"), (annotation_file, "annotation file")):
+            if not os.path.exists(path):
+                raise DataError(f"the {what} {path} does not exist")
+        self.images_dir = images_dir
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+                self.coco = COCO(annotation_file)
+        except (ValueError, KeyError, TypeError, AssertionError) as e:
+            raise DataError(f"{annotation_file} is not a COCO annotation file: {type(e).__name__}: {e}") from None
+        self.category_ids: List[int] = sorted(self.coco.getCatIds())
+        self.category_names: List[str] = [self.coco.cats[i]["name"] for i in self.category_ids]
+        self.labels = {category_id: label for label, category_id in enumerate(self.category_ids, start=1)}
+        self.image_ids: List[int] = sorted(self.coco.getImgIds())
+        dropped = sum(1 for a in self.coco.anns.values() if not a.get("iscrowd", 0) and not has_area(a["bbox"]))
+        if dropped:
+            logger.warning("%s: %d boxes without area are ignored", annotation_file, dropped)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        path = os.path.join(self.images_dir, info["file_name"])
+        try:
+            with Image.open(path) as image:
+                pixels = pil_to_tensor(image.convert("RGB"))
+        except OSError as e:
+            raise DataError(f"cannot read image {path}: {e}") from None
+        return pixels.float().div_(255), self.target(image_id)
+
+    def target(self, image_id: int) -> Target:
+        """The boxes (x1 y1 x2 y2), labels and id of one image."""
+        annotations = [a for a in self.coco.imgToAnns.get(image_id, [])
+                       if not a.get("iscrowd", 0) and has_area(a["bbox"])]
+        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = torch.tensor([self.labels[a["category_id"]] for a in annotations], dtype=torch.int64)
+        return {"boxes": boxes, "labels": labels, "image_id": torch.tensor(image_id)}
+
+
+def has_area(bbox: Sequence[float]) -> bool:
+    """Whether a COCO [x, y, w, h] box has positive width and height."""
+    return bbox[2] > 0 and bbox[3] > 0
+
+
+def collate_detection(batch: List[Tuple[torch.Tensor, Target]]) -> Tuple[List[torch.Tensor], List[Target]]:
+    """A batch as (list of images, list of targets): detection images differ in size, so they are not stacked."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+

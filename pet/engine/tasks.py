@@ -1,0 +1,51 @@
+"""What differs between a classification run and a detection run, in one place: the data sets that fit, how the
+losses are computed, and how the model is evaluated. MODEL.NAME selects the task."""
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Tuple
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from pet.config.errors import ConfigError
+from pet.config.validation import CLASSIFICATION_DATASETS, DETECTION_DATASETS
+from pet.engine.coco_evaluation import evaluate_detector
+from pet.engine.evaluation import evaluate_classifier
+from pet.engine.trainer import LossFunction, classification_losses, model_losses
+from pet.models import is_detection_model
+
+Evaluate = Callable[[nn.Module, DataLoader, Dataset, torch.device], Dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of run: its data sets, loss function and evaluation (model, loader, full val set, device)."""
+
+    name: str
+    datasets: Tuple[str, ...]
+    loss_fn: LossFunction
+    evaluate: Evaluate
+
+
+CLASSIFICATION = Task("classification", CLASSIFICATION_DATASETS, classification_losses,
+                      lambda model, loader, dataset, device: evaluate_classifier(model, loader, device))
+# A detector computes its own losses in training mode; COCO box mAP scores its predictions.
+DETECTION = Task("detection", DETECTION_DATASETS, model_losses, evaluate_detector)
+
+
+def task_of(cfg: Any) -> Task:
+    """The task MODEL.NAME selects; a data set of the other task is a `ConfigError`."""
+    task = DETECTION if is_detection_model(cfg.MODEL.NAME) else CLASSIFICATION
+    if cfg.DATA.DATASET not in task.datasets:
+        raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} does not fit the {task.name} model MODEL.NAME = "
+                          f"{cfg.MODEL.NAME!r}; allowed: {' | '.join(task.datasets)}")
+    return task
+
+
+def check_num_classes(cfg: Any, dataset: Dataset) -> None:
+    """A detector needs one class per category of its data plus the background."""
+    categories = getattr(dataset, "category_names", None)
+    if categories is not None and cfg.MODEL.NUM_CLASSES != len(categories) + 1:
+        raise ConfigError(f"MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} does not fit the data set's "
+                          f"{len(categories)} categories ({', '.join(categories)}); a detector needs "
+                          f"{len(categories) + 1} (label 0 is the background)")

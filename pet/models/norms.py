@@ -1,0 +1,33 @@
+"""MODEL.NORM: keep torchvision's BatchNorm2d layers, or swap them for GroupNorm or FrozenBatchNorm2d."""
+import math
+from typing import Callable, Dict
+
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from pet.config.errors import ConfigError
+
+NORM_LAYERS: Dict[str, Callable[[int], nn.Module]] = {
+    "GN": lambda channels: nn.GroupNorm(math.gcd(32, channels), channels),
+    # Buffers only: a frozen norm has no trainable parameters, so it adds no parameter group.
+    "FROZEN_BN": FrozenBatchNorm2d,
+}
+
+
+def apply_norm(model: nn.Module, norm: str, name: str) -> None:
+    """Replace every BatchNorm2d of `model` as MODEL.NORM says (BN: leave them)."""
+    norm = norm.upper()
+    if norm != "BN":
+        replace_batch_norms(model, NORM_LAYERS[norm], name, norm)
+
+
+def replace_batch_norms(model: nn.Module, make_norm: Callable[[int], nn.Module], name: str, norm: str) -> None:
+    """Swap every BatchNorm2d of `model` for `make_norm(channels)`, freshly initialised (weight 1, bias 0)."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(parent, child_name, make_norm(child.num_features))
+                replaced += 1
+    if not replaced:
+        raise ConfigError(f"MODEL.NORM = {norm!r} replaces BatchNorm2d layers, and {name} has none; use BN")
