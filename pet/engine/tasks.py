@@ -12,7 +12,7 @@ from pet.config.validation import CLASSIFICATION_DATASETS, DETECTION_DATASETS
 from pet.engine.coco_evaluation import evaluate_detector
 from pet.engine.evaluation import evaluate_classifier
 from pet.engine.trainer import LossFunction, classification_losses, model_losses
-from pet.models import is_detection_model
+from pet.models import model_task
 
 Evaluate = Callable[[nn.Module, DataLoader, Dataset, torch.device], Dict[str, float]]
 
@@ -35,7 +35,7 @@ DETECTION = Task("detection", DETECTION_DATASETS, model_losses, evaluate_detecto
 
 def task_of(cfg: Any) -> Task:
     """The task MODEL.NAME selects; a data set of the other task is a `ConfigError`."""
-    task = DETECTION if is_detection_model(cfg.MODEL.NAME) else CLASSIFICATION
+    task = DETECTION if model_task(cfg.MODEL.NAME) == "detection" else CLASSIFICATION
     if cfg.DATA.DATASET not in task.datasets:
         raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} does not fit the {task.name} model MODEL.NAME = "
                           f"{cfg.MODEL.NAME!r}; allowed: {' | '.join(task.datasets)}")

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pet.config import get_cfg
 from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
+from pet.engine.trainer import model_losses
 from pet.solver import Optimizer
 
 
@@ -276,3 +277,41 @@ def test_the_gradient_check_can_be_turned_off():
     cfg.SOLVER.OPTIMIZER.NONFINITE.CHECK_GRADIENTS = False
     optimizer = Optimizer(mlp(), cfg.SOLVER.OPTIMIZER).build()
     assert not hasattr(optimizer, "grad_clipper") and not optimizer._optimizer_step_pre_hooks
+
+
+class LossDict(nn.Module):
+    """Computes its own losses in training mode, as torchvision's detectors do."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, images, labels):
+        logits = self.net(images)
+        return {"loss_cls": nn.functional.cross_entropy(logits, labels), "loss_l2": (logits ** 2).mean() * 0.1}
+
+
+def test_a_model_returning_a_dict_of_losses_is_trained_on_their_sum_and_each_is_logged():
+    model, reference = LossDict(), LossDict()
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1, "SOLVER.OPTIMIZER.MOMENTUM", 0.0,
+                         "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0])
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, 1, seed=5))
+    batch = next(iter(data))
+    trainer = Trainer(model, model_losses, data, Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), torch.device("cpu"))
+    trainer.train(0, 1)
+
+    losses = reference(*batch)  # the same update by hand: plain SGD on the sum
+    sum(losses.values()).backward()
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), reference.parameters()):
+            assert torch.allclose(p, q - 0.1 * q.grad, atol=1e-7)
+    logged = {name: value for name, (value, _) in trainer.storage.latest().items()}
+    assert logged["loss_cls"] == pytest.approx(losses["loss_cls"].item())
+    assert logged["loss_l2"] == pytest.approx(losses["loss_l2"].item())
+    assert logged["loss"] == pytest.approx(sum(v.item() for v in losses.values()))
+
+
+def test_a_model_that_returns_no_loss_dict_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"Sequential returned Tensor in training mode; the trainer needs a dict"):
+        model_losses(mlp(), (torch.randn(2, 12),))

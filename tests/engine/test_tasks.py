@@ -1,0 +1,42 @@
+"""MODEL.NAME selects the task; a data set of the other task, or a class count that does not fit, is a
+ConfigError naming the keys."""
+import pytest
+
+from pet.config import ConfigError, get_cfg
+from pet.data import build_dataset
+from pet.engine.tasks import CLASSIFICATION, DETECTION, check_num_classes, task_of
+from tests.toy_detection import tiny_cfg
+
+
+def cfg_with(**keys):
+    cfg = get_cfg()
+    cfg.merge_from_list([item for pair in keys.items() for item in pair])
+    return cfg
+
+
+@pytest.mark.parametrize("name, dataset, task", [("resnet18", "digits", CLASSIFICATION),
+                                                 ("fcos_resnet18_fpn", "shapes", DETECTION),
+                                                 ("fasterrcnn_mobilenet_v3_large_320_fpn", "coco", DETECTION)])
+def test_the_model_name_selects_the_task(name, dataset, task):
+    assert task_of(cfg_with(**{"MODEL.NAME": name, "DATA.DATASET": dataset})) is task
+
+
+@pytest.mark.parametrize("name, dataset, message", [
+    ("resnet18", "shapes", r"DATA\.DATASET = 'shapes' does not fit the classification model MODEL\.NAME = "
+                           r"'resnet18'; allowed: digits \| image_folder \| fake"),
+    ("retinanet_resnet50_fpn", "digits", r"DATA\.DATASET = 'digits' does not fit the detection model "
+                                         r"MODEL\.NAME = 'retinanet_resnet50_fpn'; allowed: shapes \| coco"),
+])
+def test_a_data_set_of_the_other_task_is_refused(name, dataset, message):
+    with pytest.raises(ConfigError, match=message):
+        task_of(cfg_with(**{"MODEL.NAME": name, "DATA.DATASET": dataset}))
+
+
+def test_a_detector_needs_the_categories_plus_the_background(shapes_root):
+    cfg = tiny_cfg(shapes_root)
+    train = build_dataset(cfg, "train")
+    check_num_classes(cfg, train)  # 3 shapes + background = 4, as the shipped config says
+    cfg.MODEL.NUM_CLASSES = 3
+    with pytest.raises(ConfigError, match=r"^MODEL\.NUM_CLASSES = 3 does not fit the data set's 3 categories "
+                                          r"\(circle, square, triangle\); a detector needs 4"):
+        check_num_classes(cfg, train)

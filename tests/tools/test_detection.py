@@ -1,0 +1,72 @@
+"""Detection end to end on the generated shapes: train_net trains FCOS a few updates with checkpoints, a resume
+from a checkpoint ends exactly as the uninterrupted run, test_net evaluates the checkpoint with COCO mAP."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.toy_detection import SHAPES_CFG, tiny_overrides
+from tests.tools.conftest import TEST_NET, TRAIN_NET, environment
+from tests.tools.test_train_net import final_weights, metrics
+
+LOSSES = {"classification", "bbox_regression", "bbox_ctrness"}  # FCOS's own loss names
+
+
+def train_command(data_root, output_dir, *extra):
+    return [sys.executable, TRAIN_NET, "--cfg", SHAPES_CFG, *tiny_overrides(data_root, output_dir), *extra]
+
+
+@pytest.fixture(scope="module")
+def detection_run(shapes_root, tmp_path_factory):
+    """One uninterrupted tiny run: (output folder, completed process)."""
+    output_dir = tmp_path_factory.mktemp("shapes_run")
+    result = subprocess.run(train_command(shapes_root, output_dir), capture_output=True, text=True,
+                            env=environment(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    return output_dir, result
+
+
+def test_a_detector_trains_logs_each_loss_and_is_evaluated(detection_run):
+    output_dir, result = detection_run
+    rows = metrics(output_dir)
+    assert [row["iteration"] for row in rows] == list(range(6))
+    for row in rows:  # every loss of the model's dict is logged, and the total is their sum
+        assert LOSSES <= set(row)
+        assert row["loss"] == pytest.approx(sum(row[name] for name in LOSSES), rel=1e-6)
+    final = rows[-1]
+    assert {"val/mAP", "val/AP50", "val/AP75", "val/AP-circle", "val/AP-square", "val/AP-triangle"} <= set(final)
+    assert 0.0 <= final["val/mAP"] <= final["val/AP50"] <= 100.0
+    assert sorted(n for n in os.listdir(output_dir) if n.endswith(".pth")) == [
+        "model_0000002.pth", "model_0000004.pth", "model_final.pth"]
+    assert "Evaluation at iteration 6: val/mAP" in result.stdout
+    report = result.stdout[result.stdout.index("group      tensors"):result.stdout.index("Running with")]
+    assert "weight" in report and "norm+bias" in report
+
+
+def test_resuming_from_a_checkpoint_ends_exactly_as_the_uninterrupted_run(detection_run, shapes_root, tmp_path,
+                                                                            run_tool):
+    reference = detection_run[0]
+    resumed = tmp_path / "resumed"
+    # A crash right after the checkpoint of iteration 2: the later files never got written.
+    shutil.copytree(reference, resumed)
+    for name in ("model_0000004.pth", "model_final.pth"):
+        os.remove(resumed / name)
+    (resumed / "last_checkpoint").write_text("model_0000002.pth\n")
+    result = run_tool(train_command(shapes_root, resumed, "--resume"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Starting training from iteration 2 to 6" in result.stdout
+    assert metrics(resumed) == metrics(reference)  # losses, lrs and the final mAP, row by row
+    expected, got = final_weights(reference), final_weights(resumed)
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_test_net_reports_the_mAP_of_the_checkpoint(detection_run, shapes_root, run_tool):
+    output_dir = detection_run[0]
+    result = run_tool([sys.executable, TEST_NET, "--cfg", SHAPES_CFG, "--weights",
+                       str(output_dir / "model_final.pth"), *tiny_overrides(shapes_root, output_dir)])
+    assert result.returncode == 0, result.stderr
+    printed = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+    assert float(printed["val/mAP"]) == pytest.approx(metrics(output_dir)[-1]["val/mAP"], abs=1e-4)
