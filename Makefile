@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test clean
+.PHONY: setup train train-shapes test clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,12 @@ $(STAMP): requirements/dev.txt setup.py
 train: $(STAMP)
 	$(PY) tools/train_net.py --cfg cfgs/digits/resnet18_sgd_step.yaml
 
+# Detection: FCOS (ResNet-18 FPN) on the generated shapes set, written to datasets/ on first use (a few minutes).
+train-shapes: $(STAMP)
+	$(PY) tools/train_net.py --cfg cfgs/shapes/fcos_resnet18_sgd_cosine.yaml
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache output
+	rm -rf $(VENV) *.egg-info .pytest_cache output datasets

@@ -11,6 +11,7 @@ class EventStorage:
         self.iter = start_iter
         self._latest: Dict[str, Tuple[float, int]] = {}
         self._windows: Dict[str, Deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self.loss_names: Tuple[str, ...] = ()  # the model's own loss names (besides the total, `loss`)
 
     def put_scalar(self, name: str, value: float) -> None:
         """Record `value` for `name` at the current iteration."""

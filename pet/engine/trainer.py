@@ -145,6 +145,7 @@ class Trainer:
             unit.optimizer.zero_grad(set_to_none=True)
         self.skipped_updates += int(skipped)
         self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
+        self.storage.loss_names = tuple(names)
         self.storage.put_scalars(loss=total, skipped_updates=self.skipped_updates,
                                  **{name: value for name, value in zip(names, means)})
         if self.max_consecutive_skips and self.consecutive_skips >= self.max_consecutive_skips:

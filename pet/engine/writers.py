@@ -28,7 +28,8 @@ def _updated_since(storage: EventStorage, last_iter: int) -> Dict[int, Dict[str,
 
 
 class ConsoleWriter:
-    """Logs `iter: 120/900  eta: 0:01:05  loss: 0.3012  lr: 0.05  time: 0.0712` style lines."""
+    """Logs `iter: 120/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712` style lines: the
+    total loss, then each of the model's losses, whatever their names."""
 
     def __init__(self, max_iter: int) -> None:
         self.max_iter = max_iter
@@ -39,10 +40,10 @@ class ConsoleWriter:
         if "time" in latest:
             seconds = storage.median("time") * (self.max_iter - storage.iter - 1)
             parts.append(f"eta: {datetime.timedelta(seconds=int(seconds))}")
-        for name in sorted(latest):
-            if name.startswith("loss"):
+        for name in ("loss",) + storage.loss_names:
+            if name in latest:
                 parts.append(f"{name}: {storage.median(name):.4f}")
-        for name in ("lr", "val/accuracy", "skipped_updates"):
+        for name in ("lr", "val/accuracy", "val/mAP", "skipped_updates"):
             if name in latest:
                 parts.append(f"{name}: {latest[name][0]:.6g}")
         if "time" in latest:

@@ -69,3 +69,12 @@ def test_tensorboard_events_are_readable(tmp_path):
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["loss", "lr", "time"]
     assert [(e.step, round(e.value, 6)) for e in events.Scalars("loss")] == [(0, 1.0), (1, 0.5), (2, 0.333333)]
+
+
+def test_console_line_shows_each_of_the_models_losses_whatever_their_names(caplog):
+    storage = EventStorage()
+    storage.loss_names = ("bbox_regression", "classification")  # FCOS's names
+    storage.put_scalars(loss=3.0, bbox_regression=1.0, classification=2.0, lr=0.01, **{"val/mAP": 31.5})
+    with caplog.at_level(logging.INFO, logger="pet.engine.writers"):
+        ConsoleWriter(max_iter=10).write(storage)
+    assert "loss: 3.0000  bbox_regression: 1.0000  classification: 2.0000  lr: 0.01  val/mAP: 31.5" in caplog.text

@@ -6,22 +6,39 @@ import pytest
 
 from pet.engine.cli import load_config
 from pet.engine.runner import build_run
+from tests.toy_detection import TINY, make_tiny_shapes
 from tests.tools.conftest import ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "cfgs", "**", "*.yaml"), recursive=True))
 
 
-def test_there_are_digits_imagenet_and_cifar_configs():
+def test_there_are_digits_imagenet_cifar_shapes_and_coco_configs():
     folders = {os.path.basename(os.path.dirname(path)) for path in CONFIGS}
-    assert {"digits", "imagenet", "cifar10"} <= folders
+    assert {"digits", "imagenet", "cifar10", "shapes", "coco"} <= folders
     assert len([p for p in CONFIGS if "/digits/" in p]) >= 5
 
 
+def stand_in_data(path, shapes_root):
+    """Overrides that replace a config's data by a small local set of the same task."""
+    folder = os.path.basename(os.path.dirname(path))
+    tiny_shapes = ["DATA.IMAGE_SIZE", TINY["IMAGE_SIZE"], "DATA.SHAPES.NUM_TRAIN", TINY["NUM_TRAIN"],
+                   "DATA.SHAPES.NUM_VAL", TINY["NUM_VAL"], "TRAIN.BATCH_SIZE", 2]
+    if folder == "digits":
+        return []
+    if folder == "shapes":
+        return ["DATA.ROOT", shapes_root, *tiny_shapes]
+    if folder == "coco":  # the shapes set is COCO data: read it through the config's coco data set
+        shapes = make_tiny_shapes(shapes_root)
+        return ["DATA.ROOT", shapes, "DATA.COCO.TRAIN_IMAGES", "train", "DATA.COCO.TRAIN_JSON", "annotations/train.json",
+                "DATA.COCO.VAL_IMAGES", "val", "DATA.COCO.VAL_JSON", "annotations/val.json", "MODEL.NUM_CLASSES", 4,
+                "DATA.NUM_WORKERS", 0]
+    # users' image folders: stand in FakeData of the same image size
+    return ["DATA.DATASET", "fake", "DATA.FAKE_SIZE", "256", "DATA.NUM_WORKERS", "0"]
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
-def test_config_builds(path, tmp_path):
-    overrides = ["OUTPUT_DIR", str(tmp_path)]
-    if "/digits/" not in path:  # users' data: stand in FakeData of the same image size
-        overrides += ["DATA.DATASET", "fake", "DATA.FAKE_SIZE", "256", "DATA.NUM_WORKERS", "0"]
+def test_config_builds(path, tmp_path, shapes_root):
+    overrides = ["OUTPUT_DIR", str(tmp_path), *stand_in_data(path, shapes_root)]
     cfg = load_config(path, overrides)
     run = build_run(cfg)
     assert run.start_iter == 0 and run.max_iter > 0

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pet.config import get_cfg
-from pet.models import build_classifier
+from pet.models import build_model
 from pet.solver.lr_scheduler import lr_schedule_from_cfg
 from pet.solver.units import build_solver_units
 from tests.tools.conftest import ROOT
@@ -33,7 +33,7 @@ def test_every_config_gets_a_png_of_its_schedule(path, tmp_path, capsys):
     cfg = get_cfg()
     cfg.merge_from_file(path)
     ipe = int(extra[1]) if extra else plot_schedule.iterations_per_epoch(cfg, None, 1)
-    units = build_solver_units(build_classifier(cfg), cfg.SOLVER, iter_per_epoch=ipe)
+    units = build_solver_units(build_model(cfg), cfg.SOLVER, iter_per_epoch=ipe)
     max_iter = lr_schedule_from_cfg(cfg.SOLVER, ipe).total_iters
     for unit in units:
         schedule, ft = unit.scheduler.schedule, unit.scheduler.ft_factor
