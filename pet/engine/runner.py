@@ -9,17 +9,18 @@ import os
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
 
 from pet.config import ConfigError, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
-from pet.engine.distributed import init_distributed, is_main_process
+from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
 from pet.engine.tasks import check_num_classes, task_of
 from pet.engine.trainer import Trainer
@@ -178,18 +179,24 @@ def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
     return build_run(cfg, resume).train()
 
 
-def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
-    """Evaluate the model weights of a checkpoint on the validation set."""
+def load_trained_model(cfg: Any, weights: str) -> Tuple[torch.nn.Module, Dataset, torch.device]:
+    """The model of a checkpoint (or of a bare state dict) with its validation set, on this process's device."""
     validate_cfg(cfg)
-    rank, world_size, device = init_distributed()
+    _, _, device = init_distributed()
     setup_logging()
-    task = task_of(cfg)
+    task_of(cfg)  # the data set must fit the model
     val_set = build_dataset(cfg, "val")
     check_num_classes(cfg, val_set)
     model = build_model(cfg).to(device)
-    val_loader = build_val_loader(cfg, val_set, rank, world_size)
     state = read_checkpoint(weights)
     model.load_state_dict(state["model"] if "model" in state else state)
-    results = task.evaluate(model, val_loader, val_set, device)
+    return model, val_set, device
+
+
+def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
+    """Evaluate the model weights of a checkpoint on the validation set."""
+    model, val_set, device = load_trained_model(cfg, weights)
+    val_loader = build_val_loader(cfg, val_set, get_rank(), get_world_size())
+    results = task_of(cfg).evaluate(model, val_loader, val_set, device)
     logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
     return results

@@ -1,5 +1,6 @@
 """Detection end to end on the generated shapes: train_net trains FCOS a few updates with checkpoints, a resume
-from a checkpoint ends exactly as the uninterrupted run, test_net evaluates the checkpoint with COCO mAP."""
+from a checkpoint ends exactly as the uninterrupted run, test_net evaluates the checkpoint with COCO mAP, and
+show_detections draws it."""
 import os
 import shutil
 import subprocess
@@ -7,8 +8,12 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
-from tests.toy_detection import SHAPES_CFG, tiny_overrides
+from pet.config import ConfigError
+from pet.data.coco import CocoDetection
+from pet.data.shapes import shapes_paths
+from tests.toy_detection import SHAPES_CFG, make_tiny_shapes, tiny_overrides
 from tests.tools.conftest import TEST_NET, TRAIN_NET, environment
 from tests.tools.test_train_net import final_weights, metrics
 
@@ -70,3 +75,26 @@ def test_test_net_reports_the_mAP_of_the_checkpoint(detection_run, shapes_root, 
     assert result.returncode == 0, result.stderr
     printed = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
     assert float(printed["val/mAP"]) == pytest.approx(metrics(output_dir)[-1]["val/mAP"], abs=1e-4)
+
+
+def test_show_detections_draws_the_ground_truth_and_predictions(detection_run, shapes_root, tmp_path):
+    from tests.tools.test_cli_errors import load_tool
+
+    output_dir, out = detection_run[0], tmp_path / "detections.png"
+    show = load_tool("show_detections")
+    overrides = tiny_overrides(shapes_root, output_dir)
+    # A score above 1 draws no prediction, so the ground truth's white outline is what lies on each box corner.
+    show.main(["--cfg", SHAPES_CFG, "--weights", str(output_dir / "model_final.pth"), "--out", str(out),
+               "--images", "3", "--score", "1.01", "--scale", "2", *overrides])
+    with Image.open(out) as image:
+        pixels = image.convert("RGB")
+        assert image.size == (3 * (2 * 64 + 4) + 4, 2 * 64 + 2 * 4)  # one row of 3, 4-pixel padding
+    dataset = CocoDetection(*shapes_paths(make_tiny_shapes(shapes_root), "val"))
+    for column in range(3):
+        for x1, y1, x2, y2 in dataset[column][1]["boxes"].tolist():
+            corner = (4 + column * (2 * 64 + 4) + int(2 * x1), 4 + int(2 * y1))
+            assert pixels.getpixel(corner) == (255, 255, 255)
+    show.main(["--cfg", SHAPES_CFG, "--weights", str(output_dir / "model_final.pth"), "--out", str(out), *overrides])
+    with pytest.raises(ConfigError, match="MODEL.NAME = 'resnet18' is not a detector"):
+        show.main(["--cfg", SHAPES_CFG, "--weights", "x.pth", *overrides, "MODEL.NAME", "resnet18",
+                   "DATA.DATASET", "digits"])
