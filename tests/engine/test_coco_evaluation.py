@@ -91,3 +91,20 @@ def test_evaluate_detector_runs_in_eval_mode_and_restores_the_mode(dataset):
     metrics = evaluate_detector(model, loader, dataset, torch.device("cpu"))
     assert metrics["val/mAP"] == pytest.approx(100.0)
     assert model.modes == [False, False] and model.training
+
+
+def test_each_process_predicts_its_shard_and_the_gathered_results_are_scored_together(dataset, monkeypatch):
+    # Process 0 holds image 1 (right), process 1 image 2 (wrong category): the score is that of both together.
+    from pet.engine import coco_evaluation
+    from pet.engine.coco_evaluation import predict_coco
+
+    other_shard = [record(2, 3, [30, 30, 20, 20])]
+    monkeypatch.setattr(coco_evaluation, "all_gather_objects", lambda mine: [mine, other_shard])
+    loader = DataLoader(torch.utils.data.Subset(dataset, [0]), batch_size=1, collate_fn=collate_detection)
+    assert [r["image_id"] for r in predict_coco(Oracle(dataset), loader, dataset, torch.device("cpu"))] == [1]
+    metrics = evaluate_detector(Oracle(dataset), loader, dataset, torch.device("cpu"))
+    # circle: the right detection (score 1.0) ranks above the false positive (0.9), so precision is 1 up to full
+    # recall: AP 100. square: never detected: AP 0. mAP: their mean.
+    assert metrics["val/AP-circle"] == pytest.approx(100.0) and metrics["val/AP-square"] == 0.0
+    assert metrics["val/mAP"] == pytest.approx(50.0)
+    assert metrics == pytest.approx(coco_box_metrics(dataset, [record(1, 3, [10, 10, 20, 20], 1.0)] + other_shard))
