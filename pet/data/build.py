@@ -43,7 +43,8 @@ def coco_paths(data: Any, split: str) -> Tuple[str, str]:
     for key in (f"{split.upper()}_IMAGES", f"{split.upper()}_JSON"):
         path = os.path.join(data.ROOT, data.COCO[key])
         if not os.path.exists(path):
-            raise ConfigError(f"DATA.COCO.{key} = {data.COCO[key]!r}: {path} does not exist (DATA.ROOT = {data.ROOT!r})")
+            raise ConfigError(f"DATA.COCO.{key} = {data.COCO[key]!r}: {path} does not exist "
+                              f"(DATA.ROOT = {data.ROOT!r})")
         paths.append(path)
     return paths[0], paths[1]
 

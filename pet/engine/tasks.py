@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from pet.config import get_cfg
 from pet.config.errors import ConfigError
 from pet.config.validation import CLASSIFICATION_DATASETS, DETECTION_DATASETS
 from pet.engine.coco_evaluation import evaluate_detector
@@ -39,6 +40,15 @@ def task_of(cfg: Any) -> Task:
     if cfg.DATA.DATASET not in task.datasets:
         raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} does not fit the {task.name} model MODEL.NAME = "
                           f"{cfg.MODEL.NAME!r}; allowed: {' | '.join(task.datasets)}")
+    # Keys of the other task would be ignored without a word: refuse them.
+    if task is DETECTION and cfg.MODEL.SMALL_INPUT:
+        raise ConfigError(f"MODEL.SMALL_INPUT = True applies to classifiers, not to the detector {cfg.MODEL.NAME}; "
+                          "set MODEL.DETECTION.MIN_SIZE / MAX_SIZE instead")
+    defaults = get_cfg().MODEL.DETECTION
+    changed = [key for key in defaults if cfg.MODEL.DETECTION[key] != defaults[key]]
+    if task is CLASSIFICATION and changed:
+        raise ConfigError(f"MODEL.DETECTION.{changed[0]} = {cfg.MODEL.DETECTION[changed[0]]!r} applies to detectors, "
+                          f"not to the classifier {cfg.MODEL.NAME}; leave it at {defaults[changed[0]]!r}")
     return task
 
 

@@ -40,3 +40,12 @@ def test_a_detector_needs_the_categories_plus_the_background(shapes_root):
     with pytest.raises(ConfigError, match=r"^MODEL\.NUM_CLASSES = 3 does not fit the data set's 3 categories "
                                           r"\(circle, square, triangle\); a detector needs 4"):
         check_num_classes(cfg, train)
+
+
+def test_keys_of_the_other_task_are_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"^MODEL\.SMALL_INPUT = True applies to classifiers, not to the detector "
+                                          r"fcos_resnet18_fpn"):
+        task_of(cfg_with(**{"MODEL.NAME": "fcos_resnet18_fpn", "DATA.DATASET": "shapes", "MODEL.SMALL_INPUT": True}))
+    with pytest.raises(ConfigError, match=r"^MODEL\.DETECTION\.MAX_SIZE = 640 applies to detectors, not to the "
+                                          r"classifier resnet18; leave it at 1333"):
+        task_of(cfg_with(**{"MODEL.DETECTION.MAX_SIZE": 640}))

@@ -29,9 +29,9 @@ def stand_in_data(path, shapes_root):
         return ["DATA.ROOT", shapes_root, *tiny_shapes]
     if folder == "coco":  # the shapes set is COCO data: read it through the config's coco data set
         shapes = make_tiny_shapes(shapes_root)
-        return ["DATA.ROOT", shapes, "DATA.COCO.TRAIN_IMAGES", "train", "DATA.COCO.TRAIN_JSON", "annotations/train.json",
-                "DATA.COCO.VAL_IMAGES", "val", "DATA.COCO.VAL_JSON", "annotations/val.json", "MODEL.NUM_CLASSES", 4,
-                "DATA.NUM_WORKERS", 0]
+        return ["DATA.ROOT", shapes, "DATA.COCO.TRAIN_IMAGES", "train", "DATA.COCO.TRAIN_JSON",
+                "annotations/train.json", "DATA.COCO.VAL_IMAGES", "val", "DATA.COCO.VAL_JSON", "annotations/val.json",
+                "MODEL.NUM_CLASSES", 4, "DATA.NUM_WORKERS", 0]
     # users' image folders: stand in FakeData of the same image size
     return ["DATA.DATASET", "fake", "DATA.FAKE_SIZE", "256", "DATA.NUM_WORKERS", "0"]
 
