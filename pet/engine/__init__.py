@@ -4,8 +4,8 @@ from pet.engine.events import EventStorage
 from pet.engine.hooks import (EvalHook, HookBase, IterationTimer, LRSchedulerHook, PeriodicCheckpointer,
                               PeriodicWriter)
 from pet.engine.runner import evaluate, train
-from pet.engine.trainer import Trainer, classification_losses
+from pet.engine.trainer import Trainer, classification_losses, model_losses
 
 __all__ = ["CheckpointError", "Checkpointer", "EvalHook", "EventStorage", "HookBase", "IterationTimer",
            "LRSchedulerHook", "PeriodicCheckpointer", "PeriodicWriter", "Trainer", "classification_losses",
-           "evaluate", "train"]
+           "evaluate", "model_losses", "train"]
