@@ -6,6 +6,7 @@ back like any user's COCO data. The same seed gives the same pixels and boxes on
 Pillow's integer drawing).
 """
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
 
 CATEGORIES = ("circle", "square", "triangle")
 SPLITS = ("train", "val")
@@ -41,6 +44,8 @@ def ensure_shapes(root: str, seed: int, image_size: int, num_images: Dict[str, i
     folder = shapes_folder(root, seed, image_size, num_images, max_shapes)
     if os.path.isdir(folder):
         return folder
+    logger.info("Generating the shapes set (%s) in %s", ", ".join(f"{n} {split}" for split, n in num_images.items()),
+                folder)
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".shapes-", dir=root)
     try:
