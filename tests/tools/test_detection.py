@@ -14,7 +14,7 @@ from pet.config import ConfigError
 from pet.data.coco import CocoDetection
 from pet.data.shapes import shapes_paths
 from tests.toy_detection import SHAPES_CFG, make_tiny_shapes, tiny_overrides
-from tests.tools.conftest import TEST_NET, TRAIN_NET, environment
+from tests.tools.conftest import DEFAULT_CFG, TEST_NET, TRAIN_NET, environment
 from tests.tools.test_train_net import final_weights, metrics
 
 LOSSES = {"classification", "bbox_regression", "bbox_ctrness"}  # FCOS's own loss names
@@ -96,5 +96,4 @@ def test_show_detections_draws_the_ground_truth_and_predictions(detection_run, s
             assert pixels.getpixel(corner) == (255, 255, 255)
     show.main(["--cfg", SHAPES_CFG, "--weights", str(output_dir / "model_final.pth"), "--out", str(out), *overrides])
     with pytest.raises(ConfigError, match="MODEL.NAME = 'resnet18' is not a detector"):
-        show.main(["--cfg", SHAPES_CFG, "--weights", "x.pth", *overrides, "MODEL.NAME", "resnet18",
-                   "DATA.DATASET", "digits"])
+        show.main(["--cfg", DEFAULT_CFG, "--weights", "x.pth"])
