@@ -11,7 +11,8 @@ import torch
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import draw_bounding_boxes, make_grid
 
-from pet.config import ConfigError
+from pet.config import ConfigError, validate_cfg
+from pet.data.coco import CocoDetection
 from pet.engine.cli import ArgumentParser, load_config, run
 from pet.engine.distributed import shutdown_distributed
 from pet.engine.runner import load_trained_model
@@ -21,8 +22,8 @@ COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f
 
 
 @torch.no_grad()
-def draw_predictions(model: torch.nn.Module, dataset, indices: List[int], score: float, device: torch.device,
-                     scale: int = 1) -> List[torch.Tensor]:
+def draw_predictions(model: torch.nn.Module, dataset: CocoDetection, indices: List[int], score: float,
+                     device: torch.device, scale: int = 1) -> List[torch.Tensor]:
     """One uint8 image per index, enlarged `scale` times, with the ground truth (white) and the detections
     scoring >= `score`."""
     model.eval()
@@ -55,10 +56,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.cfg, args.opts)
+    validate_cfg(cfg)  # checked before the weights are read, so that a classifier's config fails at once
     if task_of(cfg) is not DETECTION:
         raise ConfigError(f"MODEL.NAME = {cfg.MODEL.NAME!r} is not a detector; show_detections draws boxes")
     try:
-        model, val_set, device = load_trained_model(cfg, args.weights)
+        _, model, val_set, device = load_trained_model(cfg, args.weights)
     finally:
         shutdown_distributed()
     images = draw_predictions(model, val_set, list(range(min(args.images, len(val_set)))), args.score, device,

@@ -22,7 +22,7 @@ from pet.data.sampler import ResumableBatchSampler
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
 from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
-from pet.engine.tasks import check_num_classes, task_of
+from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
@@ -179,24 +179,25 @@ def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
     return build_run(cfg, resume).train()
 
 
-def load_trained_model(cfg: Any, weights: str) -> Tuple[torch.nn.Module, Dataset, torch.device]:
-    """The model of a checkpoint (or of a bare state dict) with its validation set, on this process's device."""
+def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, Dataset, torch.device]:
+    """The task and the model of a checkpoint (or of a bare state dict), with the validation set, on this
+    process's device."""
     validate_cfg(cfg)
     _, _, device = init_distributed()
     setup_logging()
-    task_of(cfg)  # the data set must fit the model
+    task = task_of(cfg)
     val_set = build_dataset(cfg, "val")
     check_num_classes(cfg, val_set)
     model = build_model(cfg).to(device)
     state = read_checkpoint(weights)
     model.load_state_dict(state["model"] if "model" in state else state)
-    return model, val_set, device
+    return task, model, val_set, device
 
 
 def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
     """Evaluate the model weights of a checkpoint on the validation set."""
-    model, val_set, device = load_trained_model(cfg, weights)
+    task, model, val_set, device = load_trained_model(cfg, weights)
     val_loader = build_val_loader(cfg, val_set, get_rank(), get_world_size())
-    results = task_of(cfg).evaluate(model, val_loader, val_set, device)
+    results = task.evaluate(model, val_loader, val_set, device)
     logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
     return results
