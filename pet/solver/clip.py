@@ -31,9 +31,20 @@ _EPS = 1e-6
 _STEP_ATTRIBUTES = ("grad_scale", "found_inf")
 
 
+def norm_dtype(grads: List[Tensor]) -> Optional[torch.dtype]:
+    """The dtype norms are accumulated in: float32 for half-precision gradients (their own dtype loses digits,
+    and torch's fused kernels take `grad_scale` / `found_inf` in float32), else the gradients' own."""
+    return torch.float32 if any(g.dtype in (torch.float16, torch.bfloat16) for g in grads) else None
+
+
+def tensor_norms(grads: List[Tensor], norm_type: float) -> Tensor:
+    """The p-norm of each of `grads`, stacked, from one `torch._foreach_norm` call."""
+    return torch.stack(torch._foreach_norm(grads, norm_type, dtype=norm_dtype(grads)))
+
+
 def global_norm(grads: List[Tensor], norm_type: float) -> Tensor:
-    """The p-norm of all `grads` together, from one `torch._foreach_norm` call."""
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, norm_type)), norm_type)
+    """The p-norm of all `grads` together."""
+    return torch.linalg.vector_norm(tensor_norms(grads, norm_type), norm_type)
 
 
 def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
@@ -45,7 +56,7 @@ def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> 
 
 def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
     """Scale each of `grads` in place so that its own norm is at most `max_norm`; return the largest norm."""
-    norms = torch.stack(torch._foreach_norm(grads, norm_type))
+    norms = tensor_norms(grads, norm_type)
     scales = torch.clamp(max_norm / (norms + _EPS), max=1.0)
     torch._foreach_mul_(grads, list(scales.unbind(0)))
     return norms.max()
@@ -53,7 +64,7 @@ def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float) -> 
 
 def clip_value_(grads: List[Tensor], clip_value: float) -> Tensor:
     """Clamp every element of `grads` to [-clip_value, clip_value]; return the largest |element| before."""
-    largest = torch.stack(torch._foreach_norm(grads, math.inf)).max()
+    largest = tensor_norms(grads, math.inf).max()
     torch._foreach_clamp_min_(grads, -clip_value)
     torch._foreach_clamp_max_(grads, clip_value)
     return largest
@@ -92,7 +103,7 @@ class GradientClipper:
             return clip_per_tensor_(grads, self.clip_value, self.norm_type)
         if self.clip_type == "value":
             return clip_value_(grads, self.clip_value)
-        return torch.stack(torch._foreach_norm(grads, math.inf)).max()  # none: the check alone
+        return tensor_norms(grads, math.inf).max()  # none: the check alone
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -106,6 +117,8 @@ class GradientClipper:
         if self.clip_type == "full_model":
             measured = self._clip_in_fused_kernels(optimizer, grads)
         else:
+            if self.clip_type != "none" and self._saved.get("grad_scale") is not None:
+                self._unscale(optimizer, grads)  # per-tensor and value limits apply to the true gradients
             measured = self.clip_(grads)
         self._flag_for_fused_kernels(optimizer, measured)
 
@@ -124,8 +137,15 @@ class GradientClipper:
         total = global_norm(grads, self.norm_type)
         true_total = total if scaled_by is None else total / scaled_by
         coefficient = torch.clamp(self.clip_value / (true_total + _EPS), max=1.0)
-        optimizer.grad_scale = (1.0 if scaled_by is None else scaled_by) / coefficient
+        optimizer.grad_scale = ((1.0 if scaled_by is None else scaled_by) / coefficient).float()  # kernels: float32
         return true_total
+
+    def _unscale(self, optimizer: torch.optim.Optimizer, grads: List[Tensor]) -> None:
+        """Divide the gradients by a GradScaler's scale in place, as `GradScaler.unscale_` would (with its
+        float32 reciprocal), and tell the kernels that they are unscaled."""
+        inverse = self._saved["grad_scale"].double().reciprocal().float()
+        torch._foreach_mul_(grads, inverse.to(grads[0].device))
+        optimizer.grad_scale = None
 
     def _flag_for_fused_kernels(self, optimizer: torch.optim.Optimizer, measured: Tensor) -> None:
         bad = (~torch.isfinite(measured)).to(torch.float32)

@@ -1,11 +1,10 @@
-"""`Optimizer`: builds a `torch.optim.Optimizer` from SOLVER.OPTIMIZER (SPEC §1-§3, §5).
+"""`Optimizer`: builds a `torch.optim.Optimizer` from SOLVER.OPTIMIZER.
 
 `Optimizer(model, cfg.SOLVER.OPTIMIZER).build()` validates the config, groups the parameters by the rules of
 `param_groups`, constructs the configured class with the fastest kernels torch offers for it, and registers
 gradient clipping as a step pre-hook. The returned object is the plain torch optimizer: nothing is subclassed
 or swapped at run time.
 """
-import inspect
 import logging
 from typing import Any, Dict, List, Sequence
 
@@ -16,76 +15,72 @@ from pet.config.errors import ConfigError
 from pet.config.solver import solver_defaults
 from pet.config.validation import validate_optimizer_cfg
 from pet.solver.clip import add_gradient_clipping
-from pet.solver.optimizer_types import optimizer_class
+from pet.solver.fused_first_step import FusedFirstStepGuard, needs_first_step_guard
+from pet.solver.lars import LARS
+from pet.solver.optimizer_types import KEY_ARGUMENTS, OptimizerType, optimizer_type
 from pet.solver.param_groups import build_param_groups
 from pet.solver.report import format_param_groups
 
 logger = logging.getLogger(__name__)
 
 
-# Constructor argument -> the SOLVER.OPTIMIZER key that supplies it.
-_KWARG_KEYS = {"momentum": "MOMENTUM", "nesterov": "NESTEROV", "betas": "BETAS", "eps": "EPS"}
+def optimizer_kwargs(kind: OptimizerType, cfg: Any, key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
+    """The constructor arguments the config supplies to the class of `kind`, mapped by meaning.
 
-
-def optimizer_kwargs(cls: type, cfg: Any, key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
-    """The constructor arguments the config supplies to `cls`: those of its signature, nothing else.
-
-    MOMENTUM goes to classes that take `momentum` (SGD, RMSprop, LARS), BETAS and EPS to those that take
-    `betas` / `eps` (the Adam family), NESTEROV to SGD and LARS. Weight decay and lr live in the param groups.
-    A key changed from its default that `cls` cannot use is logged as a warning rather than dropped silently.
+    MOMENTUM goes to SGD, RMSprop, LARS and Muon, NESTEROV to SGD, LARS and Muon, BETAS and EPS to the Adam family,
+    EPS to RMSprop, Adagrad, Adadelta and LARS (the capability table of `optimizer_types`). Weight decay and lr live
+    in the param groups. A key changed from its default that the class does not take is logged as a warning
+    rather than dropped silently.
     """
-    accepted = inspect.signature(cls.__init__).parameters
     defaults = solver_defaults().OPTIMIZER
-    kwargs = {}
-    for arg, name in _KWARG_KEYS.items():
-        value = tuple(cfg[name]) if name == "BETAS" else cfg[name]
-        if arg in accepted:
-            kwargs[arg] = value
+    kwargs: Dict[str, Any] = {}
+    for name, argument in KEY_ARGUMENTS.items():
+        if name in kind.keys:
+            kwargs[argument] = tuple(cfg[name]) if name == "BETAS" else cfg[name]
         elif cfg[name] != defaults[name]:
-            logger.warning("%s.%s = %r is not used by %s", key, name, cfg[name], cls.__name__)
-    if "trust_coefficient" in accepted:
+            reason = f" ({kind.unmapped[name]})" if name in kind.unmapped else ""
+            logger.warning("%s.%s = %r is not used by %s%s", key, name, cfg[name], kind.cls.__name__, reason)
+    if kind.cls is LARS:
         kwargs["trust_coefficient"] = cfg.LARS.TRUST_COEFFICIENT
     return kwargs
 
 
-def check_weight_decay_supported(cls: type, groups: List[Dict[str, Any]], key: str = "SOLVER.OPTIMIZER") -> None:
-    """Refuse a non-zero weight decay for a class that has none (e.g. Rprop) instead of ignoring it."""
-    if "weight_decay" in inspect.signature(cls.__init__).parameters:
-        return
-    if any(group["weight_decay"] for group in groups):
-        raise ConfigError(f"{key}.TYPE = {cls.__name__} has no weight decay; set {key}.WEIGHT_DECAY, "
+def check_supported(kind: OptimizerType, groups: List[Dict[str, Any]], key: str = "SOLVER.OPTIMIZER") -> None:
+    """Refuse what the class cannot do instead of ignoring it: a non-zero weight decay for a class without one
+    (Rprop), parameters other than 2-D matrices for a matrices-only class (Muon)."""
+    name = kind.cls.__name__
+    if not kind.weight_decay and any(group["weight_decay"] for group in groups):
+        raise ConfigError(f"{key}.TYPE = {name} has no weight decay; set {key}.WEIGHT_DECAY, "
                           "WEIGHT_DECAY_BIAS, WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED to 0")
+    if kind.matrices_only:
+        others = [(n, tuple(p.shape)) for group in groups for n, p in group["params"] if p.dim() != 2]
+        if others:
+            raise ConfigError(f"{key}.TYPE = {name} updates 2-D weight matrices only, and {len(others)} trainable "
+                              f"parameters are not (e.g. {others[0][0]} of shape {others[0][1]}); give those to "
+                              "another optimizer through SOLVER.OPTIMIZERS (named optimizers on MODULES)")
 
 
-# Where torch has fused kernels for a class: they update all tensors of a group in one kernel and are several
-# times faster than torch's per-tensor default on CPU and CUDA alike (docs/benchmarks.md). torch checks devices
-# only at the first step, so the choice is made here, before construction.
-FUSED_DEVICES = {
-    torch.optim.SGD: {"cpu", "cuda", "mps", "xpu"},
-    torch.optim.Adam: {"cpu", "cuda", "mps", "xpu"},
-    torch.optim.AdamW: {"cpu", "cuda", "mps", "xpu"},
-    torch.optim.Adagrad: {"cpu"},
-}
+def supports_fused(kind: OptimizerType, groups: List[Dict[str, Any]]) -> bool:
+    """Whether torch has fused kernels for the class and every parameter of `groups` (real floating point, a
+    supported device). torch checks devices only at the first step, so the choice is made before construction."""
+    return bool(kind.fused_devices) and all(
+        p.is_floating_point() and p.device.type in kind.fused_devices for group in groups for _, p in group["params"])
 
 
-def supports_fused(cls: type, groups: List[Dict[str, Any]]) -> bool:
-    """Whether `cls` has fused kernels for every parameter of `groups` (real floating point, supported device)."""
-    devices = FUSED_DEVICES.get(cls, set())
-    return bool(devices) and all(
-        p.is_floating_point() and p.device.type in devices for group in groups for _, p in group["params"])
-
-
-def implementation_kwargs(cls: type, groups: List[Dict[str, Any]], implementation: str,
+def implementation_kwargs(kind: OptimizerType, groups: List[Dict[str, Any]], implementation: str,
                           key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
-    """`fused` / `foreach` arguments for KERNELS.IMPLEMENTATION (AUTO: fused, else foreach, where available)."""
-    accepted = inspect.signature(cls.__init__).parameters
-    fused, foreach = supports_fused(cls, groups), "foreach" in accepted
+    """`fused` / `foreach` arguments for KERNELS.IMPLEMENTATION (AUTO: fused, else foreach, where available).
+
+    Fused kernels update all tensors of a group in one kernel and are several times faster than torch's
+    per-tensor default on CPU and CUDA alike (docs/benchmarks.md).
+    """
+    fused = supports_fused(kind, groups)
     if implementation == "AUTO":
-        return {"fused": True} if fused else {"foreach": True} if foreach else {}
-    available = {"FUSED": fused, "FOREACH": foreach, "FOR_LOOP": foreach}[implementation]
+        return {"fused": True} if fused else {"foreach": True} if kind.foreach else {}
+    available = {"FUSED": fused, "FOREACH": kind.foreach, "FOR_LOOP": kind.foreach}[implementation]
     if not available:
-        raise ConfigError(f"{key}.KERNELS.IMPLEMENTATION = {implementation!r} is not available for {cls.__name__} "
-                          f"with these parameters; use AUTO")
+        raise ConfigError(f"{key}.KERNELS.IMPLEMENTATION = {implementation!r} is not available for "
+                          f"{kind.cls.__name__} with these parameters; use AUTO")
     return {"FUSED": {"fused": True}, "FOREACH": {"foreach": True}, "FOR_LOOP": {"foreach": False}}[implementation]
 
 
@@ -119,13 +114,15 @@ class Optimizer:
 
     def build(self) -> torch.optim.Optimizer:
         """Return a `torch.optim.Optimizer` with merged param groups and clipping, as configured."""
-        cls = optimizer_class(self.cfg.TYPE, key=f"{self.key}.TYPE")
+        kind = optimizer_type(self.cfg.TYPE, key=f"{self.key}.TYPE")
         groups = build_param_groups(self.model, self.cfg, self.modules)
-        check_weight_decay_supported(cls, groups, self.key)
-        kwargs = optimizer_kwargs(cls, self.cfg, self.key)
-        kwargs.update(implementation_kwargs(cls, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
-        optimizer = construct_optimizer(cls, groups, kwargs, key=f"{self.key}.TYPE")
+        check_supported(kind, groups, self.key)
+        kwargs = optimizer_kwargs(kind, self.cfg, self.key)
+        kwargs.update(implementation_kwargs(kind, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
+        optimizer = construct_optimizer(kind.cls, groups, kwargs, key=f"{self.key}.TYPE")
         add_gradient_clipping(optimizer, self.cfg)
-        logger.info("Optimizer %s with %d parameter groups:\n%s", cls.__name__, len(optimizer.param_groups),
+        if needs_first_step_guard(optimizer):
+            FusedFirstStepGuard(optimizer)
+        logger.info("Optimizer %s with %d parameter groups:\n%s", kind.cls.__name__, len(optimizer.param_groups),
                     format_param_groups(optimizer))
         return optimizer

@@ -1,4 +1,4 @@
-"""Parameter groups (SPEC §3): per-parameter rules, then a merge into the fewest groups.
+"""Parameter groups: per-parameter rules, then a merge into the fewest groups.
 
 The rules are plain functions of (name, module, parameter): `param_kind` says what a parameter is (a norm-layer
 parameter, an embedding, a bias, or an ordinary weight) and `param_hyperparams` turns that into an lr and a weight
@@ -22,10 +22,11 @@ NORM_TYPES: Tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,
 )
 
-# Parameter names that hold embeddings or tokens in common vision transformers (ViT, DeiT, Swin, DETR, MAE).
+# Parameter names that hold embeddings or tokens in the vision transformers of timm (ViT, DeiT, Swin, BEiT, MAE)
+# and torchvision (ViT: class_token, encoder.pos_embedding; Swin, MaxViT: relative_position_bias_table).
 EMBED_PARAM_NAMES = frozenset({
-    "pos_embed", "cls_token", "absolute_pos_embed", "relative_position_bias_table", "position_embedding",
-    "mask_token",
+    "pos_embed", "pos_embedding", "position_embedding", "absolute_pos_embed", "relative_position_bias_table",
+    "cls_token", "class_token", "dist_token", "reg_token", "mask_token",
 })
 
 
@@ -54,12 +55,14 @@ def trainable_parameters(model: nn.Module) -> Iterator[Tuple[str, nn.Module, str
 
 
 def param_kind(local_name: str, module: nn.Module) -> str:
-    """Classify a parameter by the first rule of SPEC §3 that applies: norm, embed, bias, or weight."""
+    """What a parameter is, by the first rule that applies: `norm` (it belongs to a norm layer), `embed` (an
+    `nn.Embedding`'s, or a token / position name of EMBED_PARAM_NAMES), `bias` (its own name ends in `bias`:
+    `bias`, `in_proj_bias` of `nn.MultiheadAttention`, timm's `q_bias`), or `weight`."""
     if isinstance(module, NORM_TYPES):
         return "norm"
     if isinstance(module, nn.Embedding) or local_name in EMBED_PARAM_NAMES:
         return "embed"
-    if local_name == "bias":
+    if local_name.endswith("bias"):
         return "bias"
     return "weight"
 
@@ -70,7 +73,8 @@ def in_backbone(full_name: str, backbone_prefix: str) -> bool:
 
 
 def param_hyperparams(full_name: str, kind: str, cfg: Any) -> Dict[str, Any]:
-    """The lr and weight decay SPEC §3 gives a parameter of this kind and name (cfg: SOLVER.OPTIMIZER)."""
+    """The lr and weight decay of a parameter of this kind and name (cfg: SOLVER.OPTIMIZER): the decay of its
+    kind; BASE_LR x BACKBONE_LR_FACTOR under the backbone x BIAS_LR_FACTOR for a bias (the factors multiply)."""
     weight_decay = {
         "norm": cfg.WEIGHT_DECAY_NORM,
         "embed": cfg.WEIGHT_DECAY_EMBED,
@@ -148,10 +152,9 @@ def merge_param_groups(entries: List[ParamEntry]) -> List[Dict[str, Any]]:
         groups[key]["params"].append((entry.name, entry.param))
         if entry.label not in labels[key]:
             labels[key].append(entry.label)
-    names: List[str] = []
+    taken: Dict[str, int] = {}
     for key, group in groups.items():
-        group["name"] = _unique(group_name(labels[key]), names)
-        names.append(group["name"])
+        group["name"] = _unique(group_name(labels[key]), taken)
     return list(groups.values())
 
 
@@ -167,12 +170,14 @@ def group_name(labels: List[Tuple[str, str, str]]) -> str:
     return ".".join(shared + [kinds])
 
 
-def _unique(name: str, taken: List[str]) -> str:
-    suffix = 2
+def _unique(name: str, taken: Dict[str, int]) -> str:
+    """`name`, or `name#2`, `name#3`, ... when taken. `taken` holds every name given out, and for a name given
+    out more than once the last suffix it got, so that finding the next one takes no search."""
     candidate = name
     while candidate in taken:
-        candidate = f"{name}#{suffix}"
-        suffix += 1
+        taken[name] = taken[name] + 1 if name in taken else 2
+        candidate = f"{name}#{taken[name]}"
+    taken[candidate] = 1
     return candidate
 
 

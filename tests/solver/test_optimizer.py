@@ -1,4 +1,4 @@
-"""`Optimizer(...).build()`: the class, its arguments, kernels, and refusals (SPEC §1, §2, §5)."""
+"""`Optimizer(...).build()`: the class, its arguments mapped by meaning, kernels, and refusals."""
 import logging
 
 import pytest
@@ -114,17 +114,39 @@ def test_unknown_type_lists_the_allowed_names():
         build("SOLVER.OPTIMIZER.TYPE", "SGDD")
 
 
-def test_lbfgs_is_refused():
-    with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER.TYPE = 'LBFGS'"):
-        optimizer_class("LBFGS")
+@pytest.mark.parametrize("name, reason", [("LBFGS", "closure"), ("SparseAdam", "sparse gradients")])
+def test_classes_a_grouped_solver_cannot_drive_are_refused_with_the_reason(name, reason):
+    with pytest.raises(ConfigError, match=rf"SOLVER.OPTIMIZER.TYPE = '{name}' is not supported: .*{reason}"):
+        optimizer_class(name)
 
 
-def test_construction_errors_name_the_type():
-    # Muon only optimizes 2-D weights; the toy model has vectors too.
-    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Muon cannot optimize this model"):
+def test_muon_is_refused_for_a_model_with_vectors_and_points_to_named_optimizers():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Muon updates 2-D weight matrices only, and 12 "
+                                          r"trainable parameters are not \(e\.g\. cls_token of shape \(1, 1, 8\)\).*"
+                                          r"SOLVER\.OPTIMIZERS"):
         build("SOLVER.OPTIMIZER.TYPE", "MUON")
 
 
+def test_muon_builds_for_a_model_of_matrices_with_momentum_and_nesterov_but_not_eps(caplog):
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False))
+    with caplog.at_level(logging.WARNING, logger="pet.solver.optimizer"):
+        optimizer = build("SOLVER.OPTIMIZER.TYPE", "MUON", "SOLVER.OPTIMIZER.MOMENTUM", 0.8,
+                          "SOLVER.OPTIMIZER.NESTEROV", True, "SOLVER.OPTIMIZER.EPS", 1e-6, model=model)
+    assert type(optimizer) is torch.optim.Muon
+    group = optimizer.param_groups[0]
+    assert (group["momentum"], group["nesterov"], group["eps"]) == (0.8, True, 1e-7)  # eps: Muon's own default
+    assert "SOLVER.OPTIMIZER.EPS = 1e-06 is not used by Muon (its eps guards the Newton-Schulz" in caplog.text
+
+
+def test_adafactor_builds_without_our_eps_in_its_pair_of_eps():
+    model = toy_model()
+    optimizer = build("SOLVER.OPTIMIZER.TYPE", "ADAFACTOR", model=model)
+    assert type(optimizer) is torch.optim.Adafactor
+    assert all(group["eps"] == (None, 1e-3) for group in optimizer.param_groups)  # the class's own pair
+    before = model.head.fc.weight.detach().clone()
+    fill_grads(model)
+    optimizer.step()
+    assert not torch.equal(model.head.fc.weight, before)
 def test_build_logs_the_parameter_group_report(caplog):
     with caplog.at_level(logging.INFO, logger="pet.solver.optimizer"):
         build()

@@ -1,11 +1,12 @@
-"""SPEC §3: every rule on a model with a backbone, norms, embeddings, biases, a frozen and a shared module."""
+"""Parameter-group rules on a model with a backbone, norms, embeddings, biases, a frozen and a shared module, and on
+torchvision's and timm's real parameter names."""
 import pytest
 import torch
 from torch import nn
 
 from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
-from pet.solver.param_groups import build_param_groups, group_name, param_kind
+from pet.solver.param_groups import ParamEntry, build_param_groups, group_name, merge_param_groups, param_kind
 from tests.toy_model import fill_grads, toy_model
 
 # Names of every parameter of ToyModel that the optimizer must hold (frozen ones and the tied weight excluded).
@@ -15,7 +16,7 @@ TRAINABLE = [
     "head.fc.bias", "head.gn.weight", "head.gn.bias", "decoder.bias",
 ]
 
-# Hand-computed from SPEC §3 with BASE_LR 0.1, BACKBONE_LR_FACTOR 0.5, BIAS_LR_FACTOR 2, WEIGHT_DECAY 1e-4,
+# Hand-computed from the rules with BASE_LR 0.1, BACKBONE_LR_FACTOR 0.5, BIAS_LR_FACTOR 2, WEIGHT_DECAY 1e-4,
 # WEIGHT_DECAY_BIAS 1e-5, WEIGHT_DECAY_NORM 0, WEIGHT_DECAY_EMBED 2e-5: (name, lr, weight decay, members).
 EXPECTED_GROUPS = [
     ("embed", 0.1, 2e-5, ["cls_token"]),
@@ -132,14 +133,33 @@ def test_norm_subclasses_count_as_norms():
     assert param_kind("bias", MyNorm(4)) == "norm"
 
 
-@pytest.mark.parametrize("name", ["pos_embed", "cls_token", "absolute_pos_embed", "relative_position_bias_table",
-                                  "position_embedding", "mask_token"])
+# timm's token / position names and torchvision's (ViT: class_token, encoder.pos_embedding).
+@pytest.mark.parametrize("name", ["pos_embed", "cls_token", "dist_token", "reg_token", "absolute_pos_embed",
+                                  "relative_position_bias_table", "position_embedding", "mask_token",
+                                  "class_token", "pos_embedding"])
 def test_embedding_parameter_names(name):
     assert param_kind(name, nn.Module()) == "embed"
     assert param_kind("weight", nn.Embedding(3, 2)) == "embed"
     assert param_kind("class_token_x", nn.Module()) == "weight"
 
 
+@pytest.mark.parametrize("name", ["bias", "in_proj_bias", "q_bias", "v_bias"])
+def test_a_parameter_whose_own_name_ends_in_bias_is_a_bias(name):
+    assert param_kind(name, nn.Module()) == "bias"
+    assert param_kind("bias_table", nn.Module()) == "weight"
+
+
+def test_torchvision_vit_tokens_are_embeddings_and_attention_biases_are_biases():
+    from torchvision.models import VisionTransformer
+
+    model = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8,
+                              num_classes=3)
+    groups = by_name(build_param_groups(model, distinct_cfg().SOLVER.OPTIMIZER))
+    # (lr, weight decay) from the rules: embeddings 2e-5; biases lr x BIAS_LR_FACTOR 2 and decay 1e-5.
+    assert groups["class_token"][:2] == (0.1, 2e-5)
+    assert groups["encoder.pos_embedding"][:2] == (0.1, 2e-5)
+    assert groups["encoder.layers.encoder_layer_0.self_attention.in_proj_bias"][:2] == (0.2, 1e-5)
+    assert groups["encoder.layers.encoder_layer_0.self_attention.in_proj_weight"][:2] == (0.1, 1e-4)
 def test_group_names_name_the_scope_and_tag_only_when_shared():
     assert group_name([("backbone", "", "norm"), ("backbone", "", "bias")]) == "backbone.norm+bias"
     assert group_name([("backbone", "", "norm"), ("", "", "norm")]) == "norm"
@@ -154,12 +174,33 @@ def test_a_model_without_trainable_parameters_is_refused():
         build_param_groups(model, get_cfg().SOLVER.OPTIMIZER)
 
 
-def test_build_is_linear_in_the_number_of_tensors():
-    # 2,000 tensors build without any per-pair work (a quadratic merge would show as a slow test, not a failure;
-    # the group count is what this asserts).
-    model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(1000)])
-    groups = build_param_groups(model, get_cfg().SOLVER.OPTIMIZER)
-    assert [len(g["params"]) for g in groups] == [1000, 1000]
+class CountedValue(float):
+    """A hyperparameter value that counts how often the merge hashes or compares it."""
+
+    calls = 0
+
+    def __hash__(self):
+        CountedValue.calls += 1
+        return float.__hash__(self)
+
+    def __eq__(self, other):
+        CountedValue.calls += 1
+        return float.__eq__(self, other)
+
+
+def merge_work(groups: int) -> int:
+    """Hash and equality calls of merging 2 x `groups` entries that form `groups` distinct groups."""
+    entries = [ParamEntry(f"p{i}", nn.Parameter(torch.zeros(1)), {"lr": CountedValue(i % groups)},
+                          ("", "", "weight")) for i in range(2 * groups)]
+    CountedValue.calls = 0
+    merged = merge_param_groups(entries)
+    assert len(merged) == groups
+    return CountedValue.calls
+
+
+def test_merging_is_linear_in_the_number_of_tensors_and_groups():
+    # Comparing each tensor with every group found so far would make twice the groups cost four times the work.
+    assert merge_work(2000) <= 2.2 * merge_work(1000)
 
 
 def override_cfg(rules, **extra):
