@@ -11,12 +11,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def _scale_iterations(sched: Any, ratio: float) -> None:
-    """Multiply the iteration counts present in a SCHEDULER node by `ratio` (in place)."""
+def _scale_iterations(sched: Any, ratio: float, in_iterations: bool) -> None:
+    """Multiply the iteration counts present in a SCHEDULER node by `ratio` (in place); TOTAL_ITERS, STEPS and
+    CHAIN phases only when the schedule counts in iterations."""
     def scaled(value: float) -> int:
         return max(1, int(round(value * ratio)))
 
-    in_iterations = sched.get("TOTAL_EPOCHS") is None
     if "TOTAL_ITERS" in sched and in_iterations:
         sched.TOTAL_ITERS = scaled(sched.TOTAL_ITERS)
     if "STEPS" in sched and in_iterations:
@@ -42,8 +42,13 @@ def apply_linear_scaling(solver_cfg: Any, images_per_update: int) -> Any:
         if "BASE_LR" in node:
             node.BASE_LR = node.BASE_LR * ratio
     if scaled.LR_SCALING.SCALE_SCHEDULE:
-        for sched in [scaled.SCHEDULER] + [e["SCHEDULER"] for e in scaled.OPTIMIZERS.values() if "SCHEDULER" in e]:
-            _scale_iterations(sched, 1.0 / ratio)
+        top_in_iterations = scaled.SCHEDULER.TOTAL_EPOCHS is None
+        _scale_iterations(scaled.SCHEDULER, 1.0 / ratio, top_in_iterations)
+        for entry in scaled.OPTIMIZERS.values():
+            if "SCHEDULER" in entry:  # a named optimizer's keys; its units are its own TOTAL_EPOCHS, or inherited
+                sched = entry["SCHEDULER"]
+                _scale_iterations(sched, 1.0 / ratio, sched["TOTAL_EPOCHS"] is None if "TOTAL_EPOCHS" in sched
+                                  else top_in_iterations)
     logger.info("Linear scaling rule: %d images per update / REFERENCE_BATCH_SIZE %d = %.4g x every BASE_LR%s",
                 images_per_update, reference, ratio,
                 f"; iteration counts x {1 / ratio:.4g}" if scaled.LR_SCALING.SCALE_SCHEDULE else "")

@@ -39,3 +39,18 @@ def test_named_optimizers_scale_too():
     scaled = apply_linear_scaling(cfg.SOLVER, 32)
     assert scaled.OPTIMIZERS.a.OPTIMIZER.BASE_LR == 0.005 and scaled.OPTIMIZER.BASE_LR == 0.0005
     assert "OPTIMIZER" not in scaled.OPTIMIZERS.b  # it inherits the scaled top-level BASE_LR
+
+
+def test_epoch_units_of_a_named_optimizer_are_not_rescaled():
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg({"SOLVER": {
+        "LR_SCALING": {"REFERENCE_BATCH_SIZE": 64, "SCALE_SCHEDULE": True},
+        "SCHEDULER": {"TOTAL_EPOCHS": 10, "STEPS": [6]},
+        "OPTIMIZERS": {"a": {"MODULES": ["x"], "SCHEDULER": {"STEPS": [5, 8], "WARM_UP_ITERS": 40}},
+                       "b": {"MODULES": ["y"], "SCHEDULER": {"TOTAL_EPOCHS": None, "TOTAL_ITERS": 400,
+                                                            "STEPS": [200]}}}}})
+    scaled = apply_linear_scaling(cfg.SOLVER, 256)  # 4x the reference: iteration counts / 4
+    assert scaled.SCHEDULER.STEPS == (6,) and scaled.SCHEDULER.TOTAL_EPOCHS == 10
+    assert tuple(scaled.OPTIMIZERS.a.SCHEDULER.STEPS) == (5, 8)  # epochs, inherited from the top-level units
+    assert scaled.OPTIMIZERS.a.SCHEDULER.WARM_UP_ITERS == 10
+    assert (scaled.OPTIMIZERS.b.SCHEDULER.TOTAL_ITERS, tuple(scaled.OPTIMIZERS.b.SCHEDULER.STEPS)) == (100, (50,))
