@@ -37,9 +37,10 @@ def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
         if not (is_int(interval) and interval >= 1):
             raise ConfigError(invalid_value(f"{key}.STEP_INTERVAL", interval, "an integer >= 1"))
         for module in modules:
-            if module in owners:
-                raise ConfigError(f"{key}.MODULES: module {module!r} is already trained by "
-                                  f"SOLVER.OPTIMIZERS.{owners[module]}")
+            for owned, owner in owners.items():
+                if _nested(module, owned):
+                    raise ConfigError(f"{key}.MODULES: module {module!r} overlaps {owned!r}, which is already trained "
+                                      f"by SOLVER.OPTIMIZERS.{owner}; a parameter belongs to one optimizer")
             owners[module] = name
         optimizer, scheduler = solver.OPTIMIZER.clone(), solver.SCHEDULER.clone()
         optimizer.merge_from_other_cfg(node.get("OPTIMIZER", {}), prefix=f"{key}.OPTIMIZER.")
@@ -48,6 +49,11 @@ def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
         validate_scheduler_cfg(scheduler, prefix=f"{key}.SCHEDULER")
         entries[name] = _entry(optimizer, scheduler, solver.LR_SCALING, tuple(modules), tuple(losses), interval)
     return entries
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether module `a` is module `b` or lies inside it, or the other way round (dotted names)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def _entry(optimizer: Any, scheduler: Any, scaling: Any, modules: tuple, losses: tuple, interval: int) -> CfgNode:

@@ -3,6 +3,7 @@
 A run with one optimizer has one unit (named ""); SOLVER.OPTIMIZERS gives one unit per entry (SpeeChain's
 optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). The trainer treats both alike.
 """
+import difflib
 import logging
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
@@ -10,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
-from pet.config import optimizer_entries
+from pet.config import ConfigError, optimizer_entries
 from pet.solver.lr_scaling import apply_linear_scaling
 from pet.solver.lr_scheduler import LearningRateScheduler, lr_schedule_from_cfg
 from pet.solver.optimizer import Optimizer
@@ -55,11 +56,26 @@ def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = 
     units = []
     for name, entry in optimizer_entries(solver_cfg).items():
         key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
+        check_modules(model, entry.MODULES, f"{key}.MODULES")
         optimizer = Optimizer(model, entry.OPTIMIZER, modules=entry.MODULES, key=f"{key}.OPTIMIZER").build()
         scheduler = LearningRateScheduler(optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=key)
         units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
     _warn_untrained(model, solver_cfg, units)
     return units
+
+
+def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
+    """A `ConfigError` for a name in `modules` that is not a submodule of `model` (a typo would otherwise leave
+    that part of the model untrained without a word), or for modules without trainable parameters."""
+    known = dict(model.named_modules())
+    for module in modules:
+        if module not in known:
+            close = difflib.get_close_matches(module, [name for name in known if name], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            top = ", ".join(name for name, _ in model.named_children())
+            raise ConfigError(f"{key}: {module!r} is not a module of the model; {hint}its top-level modules: {top}")
+    if modules and not any(in_modules(name, modules) for name, _, _, _ in trainable_parameters(model)):
+        raise ConfigError(f"{key} = {tuple(modules)!r}: these modules have no trainable parameters (all frozen)")
 
 
 def images_per_update(cfg: Any, world_size: int = 1) -> int:

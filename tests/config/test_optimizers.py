@@ -39,7 +39,12 @@ def test_entries_inherit_the_top_level_keys_and_override_some():
     ({"a": {"MODULES": ["head"], "STEP_INTERVAL": 0}}, r"SOLVER\.OPTIMIZERS\.a\.STEP_INTERVAL = 0 is invalid"),
     ({"a": {"MODULES": ["head"], "LOSSES": "loss_cls"}}, r"SOLVER\.OPTIMIZERS\.a\.LOSSES = 'loss_cls' is invalid"),
     ({"a": {"MODULES": ["head"]}, "b": {"MODULES": ["head"]}},
-     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'head' is already trained by SOLVER\.OPTIMIZERS\.a"),
+     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'head' overlaps 'head', which is already trained by "
+     r"SOLVER\.OPTIMIZERS\.a"),
+    ({"a": {"MODULES": ["backbone"]}, "b": {"MODULES": ["backbone.layer1"]}},
+     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'backbone\.layer1' overlaps 'backbone'"),
+    ({"a": {"MODULES": ["backbone.layer1"]}, "b": {"MODULES": ["head", "backbone"]}},
+     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'backbone' overlaps 'backbone\.layer1'"),
     ({"a": {"MODULES": ["head"], "OPTIMIZER": {"BASE_LRR": 1.0}}},
      r"unknown config key SOLVER\.OPTIMIZERS\.a\.OPTIMIZER\.BASE_LRR; did you mean BASE_LR\?"),
     ({"a": {"MODULES": ["head"], "OPTIMIZER": {"BASE_LR": -1.0}}},
@@ -51,3 +56,8 @@ def test_entries_inherit_the_top_level_keys_and_override_some():
 def test_bad_entries_name_their_full_key(entries, message):
     with pytest.raises(ConfigError, match=message):
         optimizer_entries(with_entries(entries))
+
+
+def test_sibling_modules_with_a_common_prefix_do_not_overlap():
+    entries = optimizer_entries(with_entries({"a": {"MODULES": ["layer1"]}, "b": {"MODULES": ["layer10"]}}))
+    assert list(entries) == ["a", "b"]

@@ -11,7 +11,7 @@ from pet.config import get_cfg
 from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
 from pet.engine.trainer import model_losses
-from pet.solver import Optimizer
+from pet.solver import GradientClipper, Optimizer
 
 
 def mlp(seed=0):
@@ -24,10 +24,11 @@ def dataset(size=96, seed=1):
     return TensorDataset(torch.randn(size, 12, generator=generator), torch.randint(0, 3, (size,), generator=generator))
 
 
-def make_trainer(model, batch_size=8, accumulation=1, amp_dtype=None, scaler=None, opt_type="SGD"):
+def make_trainer(model, batch_size=8, accumulation=1, amp_dtype=None, scaler=None, opt_type="SGD", start_iter=0):
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.OPTIMIZER.BASE_LR", 0.1])
-    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, batch_size, accumulation, seed=5))
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, batch_size, accumulation, seed=5,
+                                                                     start_iter=start_iter))
     optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
     return Trainer(model, classification_losses, data, optimizer, torch.device("cpu"), accumulation=accumulation,
                    amp_dtype=amp_dtype, grad_scaler=scaler)
@@ -272,11 +273,33 @@ def test_non_finite_gradients_are_skipped_without_clipping(opt_type):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("fp16", [False, True], ids=["guard", "grad_scaler"])
+def test_non_finite_gradients_at_the_first_update_leave_no_trace_with_fused_sgd(fp16):
+    # torch's fused SGD makes its momentum buffers with empty_like on the first step, even when it skips it.
+    model = FailsAt(mlp(), inf_grad_at=(1,))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8) if fp16 else None
+    trainer = make_trainer(model, amp_dtype=torch.float16 if fp16 else None, scaler=scaler)
+    assert all(group["fused"] and group["momentum"] for group in trainer.units[0].optimizer.param_groups)
+    snapshots = ParamsAfterEachStep()
+    trainer.register_hooks([snapshots])
+    trainer.train(0, 4)
+    assert trainer.skipped_updates == 1
+    assert all(torch.equal(p, q) for p, q in zip(snapshots.snapshots[0], mlp().parameters()))
+    # The three later updates are those of a run that starts at the second batch.
+    reference = mlp()
+    make_trainer(reference, amp_dtype=torch.float16 if fp16 else None, start_iter=1,
+                 scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 7) if fp16 else None).train(0, 3)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
 def test_the_gradient_check_can_be_turned_off():
     cfg = get_cfg()
     cfg.SOLVER.OPTIMIZER.NONFINITE.CHECK_GRADIENTS = False
     optimizer = Optimizer(mlp(), cfg.SOLVER.OPTIMIZER).build()
-    assert not hasattr(optimizer, "grad_clipper") and not optimizer._optimizer_step_pre_hooks
+    assert not hasattr(optimizer, "grad_clipper")
+    assert not any(isinstance(getattr(hook, "__self__", hook), GradientClipper)
+                   for hook in optimizer._optimizer_step_pre_hooks.values())
 
 
 class LossDict(nn.Module):

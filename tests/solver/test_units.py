@@ -21,7 +21,7 @@ def test_one_unit_without_entries():
 
 def test_each_entry_optimizes_its_modules_with_full_names_and_its_own_schedule():
     backbone, head = units_for({
-        "backbone": {"MODULES": ["backbone", "cls_token_holder"], "OPTIMIZER": {"BACKBONE_LR_FACTOR": 0.5}},
+        "backbone": {"MODULES": ["backbone"], "OPTIMIZER": {"BACKBONE_LR_FACTOR": 0.5}},
         "head": {"MODULES": ["head", "decoder"], "STEP_INTERVAL": 3, "OPTIMIZER": {"TYPE": "ADAMW"},
                  "SCHEDULER": {"POLICY": "COSINE", "WARM_UP_ITERS": 0}}})
     names = [n for g in backbone.optimizer.param_groups for n in g["param_names"]]
@@ -39,9 +39,16 @@ def test_parameters_in_no_entry_are_warned_about(caplog):
     assert "trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. cls_token" in caplog.text
 
 
-def test_an_entry_on_modules_without_parameters_is_refused():
-    with pytest.raises(ValueError, match=r"modules \['nothing'\] of ToyModel have no trainable parameters"):
-        units_for({"x": {"MODULES": ["nothing"]}})
+def test_an_entry_on_modules_without_trainable_parameters_is_refused():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.x\.MODULES = \('backbone\.frozen',\): these modules "
+                                          r"have no trainable parameters"):
+        units_for({"x": {"MODULES": ["backbone.frozen"]}})
+
+
+def test_a_module_name_that_is_not_in_the_model_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZERS\.h\.MODULES: 'haed' is not a module of the model; "
+                                          r"did you mean head\? its top-level modules: backbone, head, neck, decoder"):
+        units_for({"b": {"MODULES": ["backbone"]}, "h": {"MODULES": ["haed"]}})
 
 
 def test_named_errors_carry_the_entry_key():
