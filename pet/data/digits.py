@@ -26,6 +26,7 @@ class DigitsDataset(Dataset):
         # Three identical channels, so that every torchvision model takes them unchanged.
         self.images = images[chosen].unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
         self.labels = labels[chosen]
+        self.classes = [str(digit) for digit in range(10)]
 
     def __len__(self) -> int:
         return len(self.labels)

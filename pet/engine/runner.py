@@ -8,6 +8,7 @@ import logging.handlers
 import os
 import random
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -80,6 +81,19 @@ def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int
         raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
 
 
+def make_output_dir(path: str) -> None:
+    """Create OUTPUT_DIR (and its parents); a path that cannot be a writable folder is a `ConfigError`."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=path)  # a read-only file system refuses this even to root
+        probe.close()
+    except FileExistsError:
+        raise ConfigError(f"OUTPUT_DIR = {path!r} is a file, not a folder") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"OUTPUT_DIR = {path!r} cannot be used as the output folder: {reason}") from None
+
+
 def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int) -> None:
     """Refuse the combinations of several optimizers that the trainer cannot run correctly."""
     if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
@@ -123,7 +137,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     seed_everything(cfg.SEED)
     task = task_of(cfg)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
-    check_num_classes(cfg, train_set)
+    check_num_classes(cfg, train_set, val_set)
     model = build_model(cfg).to(device)
     updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
     units, max_iter = build_run_solver(model, cfg, updates_per_epoch, world_size)
@@ -137,7 +151,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
 
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     if is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        make_output_dir(cfg.OUTPUT_DIR)
         atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(cfg.dump().encode()))
         attach_log_file(cfg.OUTPUT_DIR)
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",

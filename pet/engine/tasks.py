@@ -1,7 +1,7 @@
 """What differs between a classification run and a detection run, in one place: the data sets that fit, how the
 losses are computed, and how the model is evaluated. MODEL.NAME selects the task."""
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -52,10 +52,26 @@ def task_of(cfg: Any) -> Task:
     return task
 
 
-def check_num_classes(cfg: Any, dataset: Dataset) -> None:
-    """A detector needs one class per category of its data plus the background."""
-    categories = getattr(dataset, "category_names", None)
-    if categories is not None and cfg.MODEL.NUM_CLASSES != len(categories) + 1:
+def check_num_classes(cfg: Any, dataset: Dataset, other: Optional[Dataset] = None) -> None:
+    """MODEL.NUM_CLASSES must fit the data before training: a detector needs one class per category plus the
+    background, a classifier at least one output per class. With `other` (the other split), both splits must
+    name the same classes in the same order, or labels would mean different things in each."""
+    names = class_names(dataset)
+    if other is not None and names is not None and class_names(other) != names:
+        raise ConfigError(f"the training and validation sets have different classes: {names} and "
+                          f"{class_names(other)} (DATA.DATASET = {cfg.DATA.DATASET!r}, DATA.ROOT = {cfg.DATA.ROOT!r})")
+    if names is None:
+        return
+    if hasattr(dataset, "category_names") and cfg.MODEL.NUM_CLASSES != len(names) + 1:
         raise ConfigError(f"MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} does not fit the data set's "
-                          f"{len(categories)} categories ({', '.join(categories)}); a detector needs "
-                          f"{len(categories) + 1} (label 0 is the background)")
+                          f"{len(names)} categories ({', '.join(names)}); a detector needs "
+                          f"{len(names) + 1} (label 0 is the background)")
+    if not hasattr(dataset, "category_names") and cfg.MODEL.NUM_CLASSES < len(names):
+        raise ConfigError(f"MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} is smaller than the data set's "
+                          f"{len(names)} classes; set it to {len(names)}")
+
+
+def class_names(dataset: Dataset) -> Optional[List[str]]:
+    """The class (or detection category) names of a data set, in label order; None when it has none."""
+    names = getattr(dataset, "category_names", None) or getattr(dataset, "classes", None)
+    return list(names) if names is not None else None

@@ -1,10 +1,13 @@
 """MODEL.NAME selects the task; a data set of the other task, or a class count that does not fit, is a
 ConfigError naming the keys."""
+import shutil
+
 import pytest
 
 from pet.config import ConfigError, get_cfg
 from pet.data import build_dataset
 from pet.engine.tasks import CLASSIFICATION, DETECTION, check_num_classes, task_of
+from tests.data.test_image_folder import make_folder
 from tests.toy_detection import tiny_cfg
 
 
@@ -49,3 +52,24 @@ def test_keys_of_the_other_task_are_refused_not_ignored():
     with pytest.raises(ConfigError, match=r"^MODEL\.DETECTION\.MAX_SIZE = 640 applies to detectors, not to the "
                                           r"classifier resnet18; leave it at 1333"):
         task_of(cfg_with(**{"MODEL.DETECTION.MAX_SIZE": 640}))
+
+
+def test_a_classifier_with_fewer_outputs_than_the_data_has_classes_is_refused():
+    cfg = cfg_with(**{"MODEL.NUM_CLASSES": 5})
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    with pytest.raises(ConfigError, match=r"^MODEL\.NUM_CLASSES = 5 is smaller than the data set's 10 classes; "
+                                          r"set it to 10$"):
+        check_num_classes(cfg, train, val)
+    cfg.MODEL.NUM_CLASSES = 12  # spare outputs are harmless
+    check_num_classes(cfg, train, val)
+
+
+def test_validation_classes_that_differ_from_the_training_classes_are_refused(tmp_path):
+    root = make_folder(tmp_path / "run", classes=("cat", "dog"))
+    shutil.rmtree(root / "val")
+    shutil.move(make_folder(tmp_path / "other", classes=("cat", "cow", "dog")) / "val", root / "val")
+    cfg = cfg_with(**{"DATA.DATASET": "image_folder", "DATA.ROOT": str(root), "DATA.IMAGE_SIZE": 16})
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    with pytest.raises(ConfigError, match=r"^the training and validation sets have different classes: \['cat', "
+                                          r"'dog'\] and \['cat', 'cow', 'dog'\]"):
+        check_num_classes(cfg, train, val)

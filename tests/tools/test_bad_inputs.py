@@ -6,6 +6,7 @@ import re
 import pytest
 from PIL import Image
 
+from tests.tools.conftest import DEFAULT_CFG
 from tests.tools.test_cli_errors import train_net
 
 # (name, YAML text or None for "no file", extra argv, the text the error line must contain)
@@ -49,6 +50,11 @@ YAML_VALUES = [
     ("amp", "SOLVER:\n  AMP:\n    DTYPE: float8\n", "SOLVER.AMP.DTYPE = 'float8'"),
     ("batch", "TRAIN:\n  BATCH_SIZE: 0\n", "TRAIN.BATCH_SIZE = 0"),
     ("model", "MODEL:\n  NAME: resnet19\n", "MODEL.NAME = 'resnet19'"),
+    ("num_classes", "MODEL:\n  NUM_CLASSES: 5\n", "MODEL.NUM_CLASSES = 5 is smaller than the data set's 10 classes"),
+    ("modules_typo", "SOLVER:\n  OPTIMIZERS:\n    a: {MODULES: [backbone]}\n    b: {MODULES: [haed]}\n",
+     "SOLVER.OPTIMIZERS.b.MODULES: 'haed' is not a module of the model; did you mean head?"),
+    ("modules_nested", "SOLVER:\n  OPTIMIZERS:\n    a: {MODULES: [backbone]}\n    b: {MODULES: [backbone.layer1]}\n",
+     "SOLVER.OPTIMIZERS.b.MODULES: module 'backbone.layer1' overlaps 'backbone'"),
 ]
 YAML_STRUCTURE = [
     ("unknown_key", "SOLVER:\n  OPTIMIZER:\n    LR: 0.1\n", "unknown config key SOLVER.OPTIMIZER.LR"),
@@ -151,3 +157,15 @@ def test_a_run_that_keeps_failing_on_non_finite_losses_stops_with_an_error(tmp_p
                         r"or gradients .*--resume\n", result.stderr.splitlines()[-1] + "\n")
     assert (tmp_path / "model_last_good.pth").exists()
     assert (tmp_path / "last_checkpoint").read_text() == "model_last_good.pth\n"
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file", "nul_byte"])
+def test_an_output_dir_that_cannot_be_a_folder_is_one_error_line(tmp_path, capsys, where):
+    existing = tmp_path / "taken"
+    existing.write_text("precious")
+    output = {"a_file": str(existing), "under_a_file": str(existing / "run"), "nul_byte": f"{tmp_path}/ru\0n"}[where]
+    code = train_net.run(train_net.main, ["--cfg", str(DEFAULT_CFG), "OUTPUT_DIR", output,
+                                          "SOLVER.SCHEDULER.TOTAL_ITERS", "2", "SOLVER.SCHEDULER.STEPS", "(1,)"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: OUTPUT_DIR = {output!r}"), lines
+    assert existing.read_text() == "precious" and sorted(os.listdir(tmp_path)) == ["taken"]
