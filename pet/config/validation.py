@@ -10,6 +10,9 @@ from typing import Any, Callable, Dict, Iterable, Tuple
 from pet.config.errors import ConfigError
 
 POLICIES = ("STEP", "COSINE", "STEP_COSINE", "POLY", "ONE_CYCLE", "NOAM", "CHAIN")
+# Policies that rise from a low lr by themselves: the generic warmup does not apply to them.
+OWN_RISE_POLICIES = ("ONE_CYCLE", "NOAM")
+WARMUP_KEYS = ("WARM_UP_ITERS", "WARM_UP_EPOCHS", "WARM_UP_FACTOR", "WARM_UP_METHOD")
 CHAIN_POLICIES = ("CONSTANT", "STEP", "COSINE", "POLY")
 WARMUP_METHODS = ("CONSTANT", "LINEAR", "EXP")
 CLIP_TYPES = ("full_model", "norm", "value")
@@ -221,6 +224,7 @@ def validate_scheduler_cfg(sched: Any, prefix: str = "SOLVER.SCHEDULER") -> None
                f"{prefix}.CHAIN")
     check_node(sched.MOMENTUM, MOMENTUM_SCHEDULE_RULES, f"{prefix}.MOMENTUM")
     check_node(sched.WEIGHT_DECAY, WEIGHT_DECAY_SCHEDULE_RULES, f"{prefix}.WEIGHT_DECAY")
+    check_own_rise(sched, prefix)
     total_key = "TOTAL_ITERS" if sched.TOTAL_EPOCHS is None else "TOTAL_EPOCHS"
     total = sched[total_key]
     chained = sched.POLICY.upper() == "CHAIN"
@@ -236,6 +240,22 @@ def validate_scheduler_cfg(sched: Any, prefix: str = "SOLVER.SCHEDULER") -> None
     if sched.STEPS[-1] >= total:
         raise ConfigError(invalid_value(f"{prefix}.STEPS", sched.STEPS,
                                         f"each step in (0, {prefix}.{total_key} = {total})"))
+
+
+def check_own_rise(sched: Any, prefix: str) -> None:
+    """ONE_CYCLE and NOAM have their own rise, so no generic warmup multiplies them: a warmup key set to anything
+    but its default (or WARM_UP_ITERS 0) is a `ConfigError` rather than a warmup silently dropped."""
+    policy = sched.POLICY.upper()
+    if policy not in OWN_RISE_POLICIES:
+        return
+    from pet.config.solver import solver_defaults  # the defaults are built on this module's node class
+
+    defaults = solver_defaults().SCHEDULER
+    for key in WARMUP_KEYS:
+        if sched[key] != defaults[key] and not (key == "WARM_UP_ITERS" and sched[key] == 0):
+            raise ConfigError(f"{prefix}.{key} = {sched[key]!r} is not used with {prefix}.POLICY = {sched.POLICY!r}, "
+                              f"which rises from its own start lr; leave {prefix}.{key} at its default "
+                              f"{defaults[key]!r}")
 
 
 ACCUMULATION_RULES: Dict[str, Rule] = {

@@ -8,12 +8,14 @@ so that the run sees the same number of images; epoch units need no change.
 import logging
 from typing import Any
 
+from pet.config.validation import OWN_RISE_POLICIES
+
 logger = logging.getLogger(__name__)
 
 
-def _scale_iterations(sched: Any, ratio: float, in_iterations: bool) -> None:
+def _scale_iterations(sched: Any, ratio: float, in_iterations: bool, policy: str) -> None:
     """Multiply the iteration counts present in a SCHEDULER node by `ratio` (in place); TOTAL_ITERS, STEPS and
-    CHAIN phases only when the schedule counts in iterations."""
+    CHAIN phases only when the schedule counts in iterations, the generic warmup only for policies that use it."""
     def scaled(value: float) -> int:
         return max(1, int(round(value * ratio)))
 
@@ -21,7 +23,7 @@ def _scale_iterations(sched: Any, ratio: float, in_iterations: bool) -> None:
         sched.TOTAL_ITERS = scaled(sched.TOTAL_ITERS)
     if "STEPS" in sched and in_iterations:
         sched.STEPS = tuple(scaled(s) for s in sched.STEPS)
-    if "WARM_UP_ITERS" in sched and sched.WARM_UP_ITERS:
+    if "WARM_UP_ITERS" in sched and sched.WARM_UP_ITERS and policy not in OWN_RISE_POLICIES:
         sched.WARM_UP_ITERS = scaled(sched.WARM_UP_ITERS)
     if "NOAM" in sched and "WARMUP_ITERS" in sched.NOAM:
         sched.NOAM.WARMUP_ITERS = scaled(sched.NOAM.WARMUP_ITERS)
@@ -42,13 +44,13 @@ def apply_linear_scaling(solver_cfg: Any, images_per_update: int) -> Any:
         if "BASE_LR" in node:
             node.BASE_LR = node.BASE_LR * ratio
     if scaled.LR_SCALING.SCALE_SCHEDULE:
-        top_in_iterations = scaled.SCHEDULER.TOTAL_EPOCHS is None
-        _scale_iterations(scaled.SCHEDULER, 1.0 / ratio, top_in_iterations)
+        top = scaled.SCHEDULER
+        _scale_iterations(top, 1.0 / ratio, top.TOTAL_EPOCHS is None, top.POLICY.upper())
         for entry in scaled.OPTIMIZERS.values():
-            if "SCHEDULER" in entry:  # a named optimizer's keys; its units are its own TOTAL_EPOCHS, or inherited
+            if "SCHEDULER" in entry:  # a named optimizer's own keys; the others are inherited from the top level
                 sched = entry["SCHEDULER"]
-                _scale_iterations(sched, 1.0 / ratio, sched["TOTAL_EPOCHS"] is None if "TOTAL_EPOCHS" in sched
-                                  else top_in_iterations)
+                _scale_iterations(sched, 1.0 / ratio, sched.get("TOTAL_EPOCHS", top.TOTAL_EPOCHS) is None,
+                                  sched.get("POLICY", top.POLICY).upper())
     logger.info("Linear scaling rule: %d images per update / REFERENCE_BATCH_SIZE %d = %.4g x every BASE_LR%s",
                 images_per_update, reference, ratio,
                 f"; iteration counts x {1 / ratio:.4g}" if scaled.LR_SCALING.SCALE_SCHEDULE else "")

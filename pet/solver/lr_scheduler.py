@@ -1,4 +1,4 @@
-"""`LearningRateScheduler`: a thin torch adapter over the closed-form schedules of `schedules` (SPEC §4).
+"""`LearningRateScheduler`: a thin torch adapter over the closed-form schedules of `schedules`.
 
 The lr of group g after k updates is always initial_lr_g * FT_FACTOR * f(k), computed from scratch: never from
 the current lr, so a hand edit, a resume or a second scheduler cannot compound. Momentum (or Adam's beta1) and
@@ -13,7 +13,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from pet.config.errors import ConfigError
-from pet.config.validation import LR_SCALING_RULES, check_node, invalid_value, validate_scheduler_cfg
+from pet.config.validation import (LR_SCALING_RULES, OWN_RISE_POLICIES, check_node, invalid_value,
+                                   validate_scheduler_cfg)
 from pet.solver.schedules import LRSchedule, cosine_ramp
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,12 @@ def lr_schedule_from_cfg(solver_cfg: Any, iter_per_epoch: int = -1, prefix: str 
                    for policy, begin, end in sched.CHAIN.PHASES)
     if per_unit > 1:
         _check_in_iters(steps, phases, total, sched, key, iter_per_epoch)
-    warmup = (sched.WARM_UP_ITERS if sched.WARM_UP_EPOCHS is None
-              else _epochs_to_iters(sched.WARM_UP_EPOCHS, iter_per_epoch))
+    if sched.POLICY.upper() in OWN_RISE_POLICIES:
+        warmup = 0
+    elif sched.WARM_UP_EPOCHS is None:
+        warmup = sched.WARM_UP_ITERS
+    else:
+        warmup = _epochs_to_iters(sched.WARM_UP_EPOCHS, iter_per_epoch)
     one_cycle = sched.ONE_CYCLE
     return LRSchedule(
         policy=sched.POLICY.upper(), total_iters=total, steps=steps, gamma=sched.GAMMA, warmup_iters=warmup,

@@ -1,4 +1,4 @@
-"""Learning-rate schedules as pure functions of the update count k (SPEC §4).
+"""Learning-rate schedules as pure functions of the update count k.
 
 Nothing here holds state or touches an optimizer: f(k) = warmup(k) * policy(k) is a closed form, so any
 iteration can be evaluated directly (for a resume, a plot or a test) and past the end every policy holds.
@@ -54,13 +54,14 @@ def step_cosine_factor(k: int, steps: Sequence[float], gamma: float, total_iters
 
 
 def one_cycle_factor(k: int, total_iters: int, pct_start: float, div_factor: float, final_div_factor: float) -> float:
-    """Smith's one cycle: from 1/div up to 1 over pct_start of the run, then down to 1/(div * final_div), both
-    along half a cosine; holds after M."""
-    peak = pct_start * total_iters
+    """Smith's one cycle, as torch's `OneCycleLR` (cosine, two phases) computes it: from 1/div up to 1 at
+    k = pct_start * M - 1, then down to 1/(div * final_div) at k = M - 1, both along half a cosine; holds after."""
+    peak = pct_start * total_iters - 1.0
     start, end = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
-    if k < peak:
+    if 0 < peak and k <= peak:
         return start + (1.0 - start) * (1.0 - _half_cosine(k / peak, 0.0))
-    return _half_cosine((min(k, total_iters) - peak) / (total_iters - peak), end)
+    last = total_iters - 1.0
+    return _half_cosine((min(k, last) - peak) / (last - peak), end)
 
 
 def noam_factor(k: int, total_iters: int, warmup_iters: int) -> float:

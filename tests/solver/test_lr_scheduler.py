@@ -282,9 +282,9 @@ def test_cyclic_momentum_moves_against_the_lr(opt_type, read):
         momenta.append(read(optimizer.param_groups[0]))
         optimizer.step()
         scheduler.step()
-    # START - (START - END) * f(k): f(0) = 0.04, f(30) = 1 (the peak), f(100) = 4e-6.
+    # START - (START - END) * f(k): f(0) = 0.04, f(29) = 1 (the peak), f(100) = 4e-6.
     assert momenta[0] == pytest.approx(0.95 - 0.1 * 0.04)
-    assert momenta[30] == pytest.approx(0.85)
+    assert momenta[29] == pytest.approx(0.85)
     assert momenta[100] == pytest.approx(0.95 - 0.1 * 4e-6)
     if opt_type == "ADAMW":
         assert optimizer.param_groups[0]["betas"][1] == 0.999
@@ -325,7 +325,7 @@ def test_chain_from_config():
 
 
 @pytest.mark.parametrize("overrides", [CHAIN, ["SOLVER.SCHEDULER.POLICY", "NOAM", "SOLVER.SCHEDULER.NOAM.WARMUP_ITERS",
-                                                20, "SOLVER.OPTIMIZER.TYPE", "ADAMW",
+                                                20, "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.OPTIMIZER.TYPE", "ADAMW",
                                                 "SOLVER.SCHEDULER.MOMENTUM.POLICY", "COSINE"]])
 def test_chained_and_parameter_schedules_resume_exactly(overrides):
     def values(optimizer):
@@ -382,3 +382,24 @@ def test_get_lr_is_exactly_the_lr_written_into_the_groups():
         assert scheduler.get_lr() == [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
         optimizer.step()
         scheduler.step()
+
+
+@pytest.mark.parametrize("policy, peak_k", [("ONE_CYCLE", 29), ("NOAM", 3999)])
+def test_policies_with_their_own_rise_reach_base_lr_with_the_default_keys(policy, peak_k):
+    cfg = get_cfg()  # the default warmup of 500 updates is not applied on top of their own rise
+    cfg.merge_from_list(["SOLVER.SCHEDULER.POLICY", policy, "SOLVER.SCHEDULER.TOTAL_ITERS", 100 if policy == "ONE_CYCLE"
+                         else 8000, "SOLVER.OPTIMIZER.BASE_LR", 0.1])
+    optimizer = Optimizer(nn.Linear(2, 1), cfg.SOLVER.OPTIMIZER).build()
+    LearningRateScheduler(optimizer, cfg.SOLVER, start_iter=peak_k)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1, rel=1e-12)
+
+
+@pytest.mark.parametrize("key, value", [("WARM_UP_ITERS", 100), ("WARM_UP_EPOCHS", 1.0), ("WARM_UP_FACTOR", 0.5),
+                                        ("WARM_UP_METHOD", "EXP")])
+@pytest.mark.parametrize("policy", ["ONE_CYCLE", "NOAM"])
+def test_a_warmup_set_for_a_policy_with_its_own_rise_is_refused(policy, key, value):
+    with pytest.raises(ConfigError, match=rf"^SOLVER\.SCHEDULER\.{key} = .* is not used with SOLVER\.SCHEDULER\.POLICY = "
+                                          rf"'{policy}', which rises from its own start lr"):
+        cfg = get_cfg()
+        cfg.merge_from_list(["SOLVER.SCHEDULER.POLICY", policy, f"SOLVER.SCHEDULER.{key}", value])
+        LearningRateScheduler(Optimizer(nn.Linear(2, 1), cfg.SOLVER.OPTIMIZER).build(), cfg.SOLVER, iter_per_epoch=10)

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import torch
 
 from pet.solver.schedules import (LRSchedule, chain_factor, cosine_factor, cosine_ramp, noam_factor,
                                   one_cycle_factor, poly_factor, step_cosine_factor, step_factor, warmup_factor)
@@ -108,13 +109,27 @@ def test_unknown_names_are_refused():
 
 @pytest.mark.parametrize("k, expected", [
     (0, 0.04),  # 1 / DIV_FACTOR 25
-    (15, 0.52),  # halfway up: 0.04 + 0.96 * (1 - cos(pi / 2)) / 2
-    (30, 1.0),  # the peak at PCT_START * M
-    (65, 0.5 + 0.5 * 4e-6),  # halfway down from 1 to 1 / (25 * 1e4): (1 + 4e-6) / 2
-    (100, 4e-6), (150, 4e-6),
+    (29, 1.0),  # the peak at PCT_START * M - 1, as torch's OneCycleLR
+    (64, 0.5 + 0.5 * 4e-6),  # halfway down (35 of 70 updates) from 1 to 1 / (25 * 1e4): (1 + 4e-6) / 2
+    (99, 4e-6), (150, 4e-6),  # the end at M - 1, then held
 ])
 def test_one_cycle(k, expected):
     assert one_cycle_factor(k, 100, 0.3, 25.0, 1e4) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("total, pct, div, final_div", [(100, 0.3, 25.0, 1e4), (37, 0.25, 10.0, 100.0),
+                                                       (1000, 0.05, 4.0, 1e3)])
+def test_one_cycle_is_torchs_one_cycle_lr(total, pct, div, final_div):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    torch_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=total, pct_start=pct,
+                                                         div_factor=div, final_div_factor=final_div,
+                                                         anneal_strategy="cos", cycle_momentum=False)
+    for k in range(total):
+        assert 0.5 * one_cycle_factor(k, total, pct, div, final_div) == pytest.approx(
+            optimizer.param_groups[0]["lr"], rel=1e-12), k
+        optimizer.step()
+        if k < total - 1:  # torch refuses to step past its total
+            torch_schedule.step()
 
 
 @pytest.mark.parametrize("k, expected", [
