@@ -59,9 +59,11 @@ def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: in
     """An endless loader of micro-batches for this process, starting at update `start_iter`."""
     sampler = ResumableBatchSampler(len(dataset), cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS, rank,
                                     world_size, seed=cfg.SEED, start_iter=start_iter)
-    # Its own generator: starting the loader must not draw from the global RNG, which a resume restores.
+    # Its own generator: starting the loader must not draw from the global RNG, which a resume restores. It seeds
+    # the worker processes, which draw each process's own augmentations.
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS, collate_fn=collate_fn(cfg),
-                      persistent_workers=cfg.DATA.NUM_WORKERS > 0, generator=torch.Generator().manual_seed(cfg.SEED))
+                      persistent_workers=cfg.DATA.NUM_WORKERS > 0,
+                      generator=torch.Generator().manual_seed(cfg.SEED + rank))
 
 
 def build_val_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:

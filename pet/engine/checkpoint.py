@@ -1,20 +1,24 @@
-"""Checkpoints that survive crashes (SPEC §6): atomic writes, `weights_only` reads, the last N kept.
+"""Checkpoints that survive crashes: atomic writes, `weights_only` reads, the last N kept.
 
-A checkpoint holds the state of every registered object (model, optimizer, scheduler, grad scaler), the
-iteration to resume at, and the RNG states of torch, CUDA, Python and NumPy. It is written to a temporary file
+A checkpoint holds the state of every registered object (model, optimizer, scheduler, grad scaler, trainer
+counters), the iteration to resume at, the RNG states of torch, CUDA, Python and NumPy of every process, and
+metadata of the run (its config text, its number of processes). It is written to a temporary file
 in the same folder, flushed and fsync'ed, then renamed over its final name, and the folder is fsync'ed: a crash
 at any moment leaves either the old file or the complete new one, never half of one. `last_checkpoint` names
 the newest complete checkpoint and is replaced the same way.
 """
 import glob
+import io
 import logging
 import os
 import random
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+
+from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +77,16 @@ def capture_rng_state() -> Dict[str, Any]:
     }
 
 
+def gather_rng_states() -> List[Dict[str, Any]]:
+    """Every process's `capture_rng_state()`, in rank order (sent as bytes: torch's object collectives do not
+    carry these tensors)."""
+    if get_world_size() == 1:
+        return [capture_rng_state()]
+    buffer = io.BytesIO()
+    torch.save(capture_rng_state(), buffer)
+    return [torch.load(io.BytesIO(data), weights_only=True) for data in all_gather_objects(buffer.getvalue())]
+
+
 def restore_rng_state(state: Dict[str, Any]) -> None:
     """Put back the RNG states of `capture_rng_state`."""
     torch.set_rng_state(state["torch"])
@@ -81,6 +95,18 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     random.setstate(state["python"])
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy(), *rest))
+
+
+def rng_state_of_this_process(saved: Any, path: str) -> Optional[Dict[str, Any]]:
+    """This process's RNG states from a checkpoint's `rng`: one entry per process (a single state in older
+    checkpoints). None for a process the checkpoint has no entry for (a run resumed with more processes): it keeps
+    the seed it started with."""
+    states = saved if isinstance(saved, list) else [saved]
+    if get_rank() < len(states):
+        return states[get_rank()]
+    logger.warning("%s holds the RNG states of %d processes; process %d keeps its own seed", path, len(states),
+                   get_rank())
+    return None
 
 
 def _group_layout(groups: Any) -> list:
@@ -98,10 +124,17 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, An
 
 
 def load_state(obj: Any, state: Dict[str, Any]) -> None:
-    """`obj.load_state_dict(state)`, after checking that an optimizer's state fits its param groups."""
-    if isinstance(obj, torch.optim.Optimizer):
-        check_optimizer_groups(obj, state)
+    """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
+    step counts) is taken: its groups keep the hyperparameters the current config gave them (lr, weight decay,
+    momentum, betas, ...), where torch's own `load_state_dict` would bring back the saved ones."""
+    if not isinstance(obj, torch.optim.Optimizer):
+        obj.load_state_dict(state)
+        return
+    check_optimizer_groups(obj, state)
+    configured = [{key: value for key, value in group.items() if key != "params"} for group in obj.param_groups]
     obj.load_state_dict(state)
+    for group, hyperparameters in zip(obj.param_groups, configured):
+        group.update(hyperparameters)
 
 
 class StateDictGroup:
@@ -130,18 +163,23 @@ class Checkpointer:
         objects: name -> object with `state_dict()` / `load_state_dict()`.
     """
 
-    def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, **objects: Any) -> None:
+    def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, metadata: Optional[Dict[str, Any]] = None,
+                 **objects: Any) -> None:
         self.save_dir = save_dir
         self.keep = keep
         self.enabled = enabled
+        self.metadata = dict(metadata or {})
         self.objects = objects
 
     def save(self, name: str, iteration: int) -> Optional[str]:
-        """Write `<name>.pth` holding every object, the iteration and the RNG states; return its path."""
+        """Write `<name>.pth` holding every object, the iteration, the metadata and the RNG states of every
+        process; return its path. Every process calls it (the RNG states are gathered); only an enabled one
+        writes."""
+        rng = gather_rng_states()
         if not self.enabled:
             return None
         data = {key: obj.state_dict() for key, obj in self.objects.items()}
-        data.update(iteration=iteration, rng=capture_rng_state())
+        data.update(self.metadata, iteration=iteration, rng=rng)
         path = os.path.join(self.save_dir, f"{name}.pth")
         try:
             atomic_write(path, lambda f: torch.save(data, f))
@@ -184,8 +222,9 @@ class Checkpointer:
             except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
                 raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
                                       f"{' '.join(str(e).split())}") from None
-        if restore_rng:
-            restore_rng_state(data["rng"])
+        state = rng_state_of_this_process(data["rng"], path) if restore_rng else None
+        if state is not None:
+            restore_rng_state(state)
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
         return data
 

@@ -23,6 +23,7 @@ from pet.data.sampler import ResumableBatchSampler
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
 from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
+from pet.engine.resume import report_resume
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
@@ -138,7 +139,8 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     task = task_of(cfg)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     check_num_classes(cfg, train_set, val_set)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg).to(device)  # the same initial weights in every process
+    seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
     units, max_iter = build_run_solver(model, cfg, updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
@@ -146,7 +148,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     check_unit_support(units, amp_dtype, world_size)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
-                                model=model, optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
+                                metadata={"config": cfg.dump(), "world_size": world_size}, model=model, optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
                                 schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=scaler)
 
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
@@ -157,10 +159,12 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, updates_per_epoch, images_per_update(cfg, world_size))
 
-    start_iter = 0
+    start_iter, checkpoint = 0, {}
     latest = checkpointer.latest() if resume else None
     if latest is not None:
-        start_iter = checkpointer.load(latest)["iteration"]  # also restores the RNG states
+        checkpoint = checkpointer.load(latest)  # also restores the RNG states
+        start_iter = checkpoint["iteration"]
+        report_resume(checkpoint, cfg, world_size)
     elif resume:
         logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
 
@@ -172,6 +176,9 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
                       accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
                       grad_scaler=scaler if scaler.is_enabled() else None,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
+    if "trainer" in checkpoint:
+        trainer.load_state_dict(checkpoint["trainer"])
+    checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer exists
     eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: task.evaluate(model, val_loader, val_set, device))
     writers = [ConsoleWriter(max_iter), JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []

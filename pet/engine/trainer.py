@@ -93,6 +93,15 @@ class Trainer:
         self._clip_counts: Dict[str, int] = {}  # each clipper's skip count at the last look
         self.storage = EventStorage()
 
+    def state_dict(self) -> Dict[str, int]:
+        """The skip counters, which a resumed run continues."""
+        return {"skipped_updates": self.skipped_updates, "consecutive_skips": self.consecutive_skips}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        """Continue the skip counters of `state_dict()`."""
+        self.skipped_updates = int(state["skipped_updates"])
+        self.consecutive_skips = int(state["consecutive_skips"])
+
     def register_hooks(self, hooks: List[Optional[HookBase]]) -> None:
         """Add hooks (None entries are ignored); they run in the order given."""
         for hook in hooks:

@@ -163,3 +163,39 @@ def test_a_checkpoint_that_is_a_link_is_not_loaded(tmp_path):
     (tmp_path / "run" / "last_checkpoint").write_text("model_final.pth\n")
     with pytest.raises(CheckpointError, match="refusing to follow the symbolic link"):
         Checkpointer(str(tmp_path / "run")).latest()
+
+
+def test_a_loaded_optimizer_takes_the_saved_state_and_keeps_the_configured_hyperparameters(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.BASE_LR", 0.05])
+    model = toy_model()
+    saved = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    saved.step()
+    Checkpointer(str(tmp_path), optimizer=saved).save("model_final", 1)
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.2, "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.01,
+                         "SOLVER.OPTIMIZER.BETAS", (0.8, 0.9)])
+    resumed = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    Checkpointer(str(tmp_path), optimizer=resumed).load(str(tmp_path / "model_final.pth"))
+    for group in resumed.param_groups:  # the config's values, not the checkpoint's
+        assert group["lr"] == 0.2 and group["betas"] == (0.8, 0.9)
+        assert group["weight_decay"] == (0.01 if group["name"] == "weight" else 0.0)
+    for p in model.parameters():  # the moments and step counts are the checkpoint's
+        for key, value in saved.state[p].items():
+            assert torch.equal(resumed.state[p][key], value), key
+
+
+def test_each_process_gets_its_own_rng_state_back(tmp_path, monkeypatch):
+    import pet.engine.checkpoint as checkpoint
+
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states.append(checkpoint.capture_rng_state())
+    expected = torch.rand(3)  # the next draw of process 1's stream
+    torch.save({"iteration": 3, "rng": states}, tmp_path / "model_final.pth")
+    monkeypatch.setattr(checkpoint, "get_rank", lambda: 1)
+    torch.manual_seed(99)
+    Checkpointer(str(tmp_path)).load(str(tmp_path / "model_final.pth"))
+    assert torch.equal(torch.rand(3), expected)

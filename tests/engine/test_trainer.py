@@ -338,3 +338,15 @@ def test_a_model_returning_a_dict_of_losses_is_trained_on_their_sum_and_each_is_
 def test_a_model_that_returns_no_loss_dict_is_a_clear_error():
     with pytest.raises(TypeError, match=r"Sequential returned Tensor in training mode; the trainer needs a dict"):
         model_losses(mlp(), (torch.randn(2, 12),))
+
+
+def test_the_skip_counters_are_saved_and_continued(tmp_path):
+    from pet.engine.checkpoint import Checkpointer
+
+    trainer = make_trainer(FailsAt(mlp(), nan_loss_at=(2, 3)))
+    trainer.train(0, 3)
+    assert (trainer.skipped_updates, trainer.consecutive_skips) == (2, 2)
+    Checkpointer(str(tmp_path), trainer=trainer).save("model_final", 3)
+    resumed = make_trainer(mlp())
+    Checkpointer(str(tmp_path), trainer=resumed).load(str(tmp_path / "model_final.pth"))
+    assert (resumed.skipped_updates, resumed.consecutive_skips) == (2, 2)

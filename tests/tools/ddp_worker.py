@@ -1,4 +1,5 @@
-"""Run under torchrun by test_distributed.py: train, then save this rank's final weights to OUT/rank<r>.pt."""
+"""Run under torchrun by test_distributed.py: train, then save this rank's final weights to OUT/rank<r>.pt, with
+the next draw of its RNG under the key `next_random`."""
 import os
 import sys
 
@@ -12,5 +13,5 @@ if __name__ == "__main__":
     out, cfg_file, *overrides = sys.argv[1:]
     run = build_run(load_config(cfg_file, overrides))
     run.train()
-    torch.save(run.model.state_dict(), os.path.join(out, f"rank{get_rank()}.pt"))
+    torch.save({**run.model.state_dict(), "next_random": torch.rand(4)}, os.path.join(out, f"rank{get_rank()}.pt"))
     shutdown_distributed()

@@ -89,6 +89,23 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, run_tool):
     assert "No checkpoint in" in result.stdout and "Starting training from iteration 0 to 12" in result.stdout
 
 
+def test_a_resume_takes_state_from_the_checkpoint_and_hyperparameters_from_the_config(tmp_path, run_tool):
+    first = run_tool(train_command(tmp_path, "SOLVER.SCHEDULER.TOTAL_ITERS", "10", "SOLVER.SCHEDULER.STEPS", "(8,)"))
+    assert first.returncode == 0, first.stderr
+    extended = run_tool(train_command(tmp_path, "--resume", "SOLVER.SCHEDULER.TOTAL_ITERS", "20",
+                                      "SOLVER.SCHEDULER.STEPS", "(8,)", "SOLVER.OPTIMIZER.BASE_LR", "0.2"))
+    assert extended.returncode == 0, extended.stderr
+    assert "Starting training from iteration 10 to 20" in extended.stdout
+    assert "Resuming with SOLVER.OPTIMIZER.BASE_LR = 0.2 (the checkpoint's run had 0.05)" in extended.stdout
+    assert "Resuming with SOLVER.SCHEDULER.TOTAL_ITERS = 20 (the checkpoint's run had 10)" in extended.stdout
+    assert "batches differ" not in extended.stdout + extended.stderr  # the data order is unchanged
+    rows = metrics(tmp_path)
+    assert [row["iteration"] for row in rows] == list(range(20))
+    # From iteration 10 on: the new BASE_LR x the schedule's factor there (warmup over, x 0.1 from the step at 8).
+    assert [row["lr"] for row in rows[10:]] == pytest.approx([0.2 * 0.1] * 10, rel=1e-12)
+    assert rows[9]["lr"] == pytest.approx(0.05 * (0.1 * 0.1 + 0.9) * 0.1, rel=1e-12)  # the first run: warmup 9/10
+
+
 def test_test_net_evaluates_a_checkpoint(run_tool, reference):
     tmp_path = reference[0]
     result = run_tool([sys.executable, TEST_NET, "--cfg", DEFAULT_CFG, "--weights", str(tmp_path / "model_final.pth"),
