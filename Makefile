@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train train-shapes test clean
+.PHONY: setup train train-shapes test test-fast clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ train-shapes: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The edit loop: everything but the end-to-end tests that start real processes (marked `slow`).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache output datasets

@@ -1,4 +1,4 @@
-"""A small model with every kind of parameter the grouping rules of SPEC §3 distinguish."""
+"""A small model with every kind of parameter the grouping rules distinguish."""
 import torch
 from torch import nn
 

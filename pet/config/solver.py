@@ -1,9 +1,9 @@
-"""The SOLVER subtree of the config (SPEC §2): optimizer, clipping and LR schedule defaults."""
+"""The SOLVER subtree of the config: optimizer, clipping and LR schedule defaults."""
 from pet.config.node import CfgNode
 
 
 def solver_defaults() -> CfgNode:
-    """Return a fresh SOLVER node holding every default of SPEC §2."""
+    """Return a fresh SOLVER node holding every SOLVER default."""
     solver = CfgNode()
 
     opt = solver.OPTIMIZER = CfgNode()

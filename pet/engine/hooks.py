@@ -1,4 +1,4 @@
-"""Training hooks (SPEC §6): each one does one job before/after training or a step.
+"""Training hooks: each one does one job before/after training or a step.
 
 The trainer calls every hook in registration order; `build_hooks` in `pet.engine.runner` orders them so that
 the lr of a step is recorded before the scheduler moves, metrics are written before a checkpoint is taken, and

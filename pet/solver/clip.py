@@ -1,4 +1,4 @@
-"""Gradient clipping as an optimizer step pre-hook, for every optimizer type (SPEC §5).
+"""Gradient clipping as an optimizer step pre-hook, for every optimizer type.
 
 - `full_model`: one global norm over all gradients, as `torch.nn.utils.clip_grad_norm_`.
 - `norm`: each gradient clipped to its own norm; all norms come from one `torch._foreach_norm` call, and the

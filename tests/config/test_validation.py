@@ -1,4 +1,4 @@
-"""Every invalid value of SPEC §2 is a `ConfigError` naming the full key and the allowed values."""
+"""Every invalid value of a SOLVER key is a `ConfigError` naming the full key and the allowed values."""
 import math
 import re
 

@@ -70,6 +70,7 @@ CRASH_DURING_SAVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_is_never_half_written(tmp_path):
     result = subprocess.run([sys.executable, "-c", CRASH_DURING_SAVE, str(tmp_path)], capture_output=True)
     assert result.returncode == -9

@@ -1,4 +1,4 @@
-"""Clipping (SPEC §5): each type and norm type against torch's own clip functions, for SGD, AdamW and Adam."""
+"""Clipping: each type and norm type against torch's own clip functions, for SGD, AdamW and Adam."""
 import copy
 import math
 

@@ -1,4 +1,5 @@
-"""`LearningRateScheduler` (SPEC §4): config to lr, every policy x warmup, epochs, start_iter, exact resume."""
+"""`LearningRateScheduler`: config to lr, every policy x warmup, epochs, start_iter, exact resume."""
+import math
 import io
 import logging
 
@@ -375,11 +376,17 @@ def test_bad_chains(overrides, message):
         make(*overrides)
 
 
-def test_get_lr_is_exactly_the_lr_written_into_the_groups():
+def test_get_lr_and_the_groups_hold_initial_lr_x_ft_factor_x_f_k():
     optimizer, scheduler = make("SOLVER.LR_SCALING.FT_FACTOR", 0.3, "SOLVER.SCHEDULER.POLICY", "COSINE",
                                 model=toy_model())
-    for _ in range(100):  # every k: rounding differs at some k if the two are computed differently
-        assert scheduler.get_lr() == [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
+    bases = [g["initial_lr"] for g in optimizer.param_groups]
+    for k in range(110):
+        warmup = 0.1 * (1 - k / 10) + k / 10 if k < 10 else 1.0  # LINEAR from 0.1 over 10 updates
+        factor = warmup * 0.5 * (1 + math.cos(math.pi * min(k, 100) / 100))
+        expected = [base * 0.3 * factor for base in bases]
+        assert scheduler.get_lr() == pytest.approx(expected, rel=1e-12, abs=1e-18)
+        assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(expected, rel=1e-12, abs=1e-18)
+        assert scheduler.get_last_lr() == [g["lr"] for g in optimizer.param_groups]
         optimizer.step()
         scheduler.step()
 

@@ -146,6 +146,7 @@ def test_bad_input_stops_before_touching_the_output_folder(tmp_path, capsys, kin
         assert (output / file).read_text() == text and os.stat(output / file).st_mtime_ns == before[file]
 
 
+@pytest.mark.slow
 def test_a_run_that_keeps_failing_on_non_finite_losses_stops_with_an_error(tmp_path, run_tool):
     from tests.tools.conftest import train_command
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.tools.conftest import DEFAULT_CFG, ROOT, TRAIN_NET, environment
+from tests.tools.conftest import DEFAULT_CFG, ROOT, TRAIN_NET
 
 
 def load_tool(name):
@@ -70,10 +70,10 @@ def test_test_net_names_a_missing_checkpoint(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: checkpoint {tmp_path / 'none.pth'} does not exist"
 
 
+@pytest.mark.slow
 def test_a_real_process_exits_non_zero_with_no_traceback(tmp_path, run_tool):
     result = run_tool([sys.executable, TRAIN_NET, "--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.POLICY", "CYCLIC"])
     assert result.returncode == 2
     assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: STEP | COSINE | "
                              "STEP_COSINE | POLY | ONE_CYCLE | NOAM | CHAIN\n")
     assert "Traceback" not in result.stdout + result.stderr
-    assert environment()["PYTHONUNBUFFERED"] == "1"

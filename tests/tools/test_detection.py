@@ -17,6 +17,8 @@ from tests.toy_detection import SHAPES_CFG, make_tiny_shapes, tiny_overrides
 from tests.tools.conftest import DEFAULT_CFG, TEST_NET, TRAIN_NET, environment
 from tests.tools.test_train_net import final_weights, metrics
 
+pytestmark = pytest.mark.slow  # end-to-end: real processes (make test-fast skips them)
+
 LOSSES = {"classification", "bbox_regression", "bbox_ctrness"}  # FCOS's own loss names
 
 

@@ -2,11 +2,14 @@
 import os
 import sys
 
+import pytest
 import torch
 
 from pet.engine.checkpoint import read_checkpoint
 
 from tests.tools.conftest import DEFAULT_CFG, ROOT
+
+pytestmark = pytest.mark.slow  # end-to-end: real processes (make test-fast skips them)
 
 WORKER = os.path.join(ROOT, "tests", "tools", "ddp_worker.py")
 # GroupNorm instead of BatchNorm: without batch statistics, 2 x 8 images equal 1 x 16 exactly (up to rounding).
