@@ -1,5 +1,5 @@
 """The solver: `Optimizer` (param groups, clipping, kernels) and `LearningRateScheduler` (closed-form lr)."""
-from pet.solver.clip import GradientClipper
+from pet.solver.gradient_guard import GradientClipper
 from pet.solver.lars import LARS
 from pet.solver.lr_scheduler import LearningRateScheduler, lr_schedule_from_cfg
 from pet.solver.optimizer import Optimizer

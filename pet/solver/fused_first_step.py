@@ -2,7 +2,7 @@
 
 On its first step, `torch.optim.SGD(fused=True)` stores momentum buffers made with `torch.empty_like` and lets the
 kernel fill them; when the step carries `found_inf` (a GradScaler's overflow, or the non-finite guard of
-`pet.solver.clip`), the kernel skips and the buffers keep uninitialised memory, which every later update reads.
+`pet.solver.gradient_guard`), the kernel skips and the buffers keep uninitialised memory, which every later update reads.
 Until the first update that is really taken, this guard reads `found_inf` on the host and, when it is set, removes
 the gradients instead, so the step does nothing and no buffer is created: the state is exactly as if the update
 never happened. Once an update has been taken the guard does nothing, and later steps stay free of host

@@ -6,7 +6,8 @@ gradient clipping as a step pre-hook. The returned object is the plain torch opt
 or swapped at run time.
 """
 import logging
-from typing import Any, Dict, List, Sequence
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from pet.config.errors import ConfigError
 from pet.config.solver import solver_defaults
 from pet.config.validation import validate_optimizer_cfg
-from pet.solver.clip import add_gradient_clipping
+from pet.solver.gradient_guard import add_gradient_clipping
 from pet.solver.fused_first_step import FusedFirstStepGuard, needs_first_step_guard
 from pet.solver.lars import LARS
 from pet.solver.optimizer_types import KEY_ARGUMENTS, OptimizerType, optimizer_type
@@ -84,6 +85,15 @@ def implementation_kwargs(kind: OptimizerType, groups: List[Dict[str, Any]], imp
     return {"FUSED": {"fused": True}, "FOREACH": {"foreach": True}, "FOR_LOOP": {"foreach": False}}[implementation]
 
 
+def gradient_guard_settings(cfg: Any) -> Optional[Tuple[str, float, float]]:
+    """(clip type, clip value, norm type) of the step pre-hook for SOLVER.OPTIMIZER `cfg`: CLIP_GRADIENTS when it
+    is enabled, else the bare non-finite check when NONFINITE.CHECK_GRADIENTS is on, else None."""
+    clip = cfg.CLIP_GRADIENTS
+    if clip.ENABLED:
+        return clip.CLIP_TYPE.lower(), clip.CLIP_VALUE, clip.NORM_TYPE
+    return ("none", math.inf, 2.0) if cfg.NONFINITE.CHECK_GRADIENTS else None
+
+
 def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[str, Any],
                         key: str = "SOLVER.OPTIMIZER.TYPE") -> torch.optim.Optimizer:
     """Instantiate `cls` over `groups` with `kwargs`; torch's refusals become a `ConfigError` naming `key`."""
@@ -120,7 +130,9 @@ class Optimizer:
         kwargs = optimizer_kwargs(kind, self.cfg, self.key)
         kwargs.update(implementation_kwargs(kind, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
         optimizer = construct_optimizer(kind.cls, groups, kwargs, key=f"{self.key}.TYPE")
-        add_gradient_clipping(optimizer, self.cfg)
+        guard = gradient_guard_settings(self.cfg)
+        if guard is not None:
+            add_gradient_clipping(optimizer, *guard)
         if needs_first_step_guard(optimizer):
             FusedFirstStepGuard(optimizer)
         logger.info("Optimizer %s with %d parameter groups:\n%s", kind.cls.__name__, len(optimizer.param_groups),
