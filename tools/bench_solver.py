@@ -36,9 +36,10 @@ from torch import nn
 from pet.config import get_cfg
 from pet.models import build_classifier
 from pet.solver import LearningRateScheduler, Optimizer
-from pet.solver.lr_scheduler import lr_schedule_from_cfg
+from pet.solver.optimizer import group_rules
+from pet.solver.schedule_config import lr_schedule_from_cfg
 from pet.solver.param_groups import param_entries
-from pet.solver.units import SolverUnit
+from pet.solver.run_optimizers import SolverUnit
 
 FULL_MODELS = ["resnet50", "mobilenet_v3_small", "swin_t", "vit_b_16"]
 QUICK_MODELS = ["mobilenet_v3_small"]
@@ -118,7 +119,8 @@ def bare(model: nn.Module, opt_type: str) -> Callable[[], None]:
 
 def pet_style(model: nn.Module, opt_type: str) -> Callable[[], None]:
     cfg = solver_cfg(opt_type)
-    groups = [dict(params=[entry.param], **entry.hyperparams) for entry in param_entries(model, cfg.SOLVER.OPTIMIZER)]
+    entries = param_entries(model, group_rules(cfg.SOLVER.OPTIMIZER))
+    groups = [dict(params=[entry.param], **entry.hyperparams) for entry in entries]
     optimizer = torch_class(opt_type)(groups, lr=0.1, **torch_kwargs(opt_type))  # torch's default kernels
     schedule = lr_schedule_from_cfg(cfg.SOLVER)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -247,7 +249,7 @@ def bench_build(sizes: List[int], repeats: int) -> Dict[int, float]:
 def bench_trainer(iterations: int, repeats: int) -> Dict[str, float]:
     """Seconds per iteration of the Trainer and of a hand-written loop, same tiny model, data and solver."""
     from pet.engine.hooks import IterationTimer, LRSchedulerHook
-    from pet.engine.trainer import Trainer, classification_losses
+    from pet.engine import Trainer, classification_losses
 
     torch.manual_seed(0)
     batches = [(torch.randn(64, 128), torch.randint(0, 10, (64,))) for _ in range(8)]

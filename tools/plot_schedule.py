@@ -13,7 +13,7 @@ from pet.engine.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
 from pet.solver.preview import schedule_curves
-from pet.solver.units import build_run_solver
+from pet.solver.run_optimizers import build_run_solver
 
 TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100

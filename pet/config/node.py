@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import yaml
 from yacs.config import CfgNode as _YacsCfgNode
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 
 
 class CfgNode(_YacsCfgNode):

@@ -6,8 +6,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
-from pet.config.errors import ConfigError
-from pet.config.validation import DETECTION_DATASETS
+from pet.errors import ConfigError
+from pet.config.run_keys import DETECTION_DATASETS
 from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
 from pet.data.image_folder import ImageFolderDataset

@@ -16,7 +16,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
-from pet.data.errors import DataError
+from pet.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ from PIL import Image
 from torchvision import datasets, transforms
 from tqdm import tqdm
 
-from pet.config.errors import ConfigError
-from pet.data.errors import DataError
+from pet.errors import ConfigError, DataError
 
 # ImageNet statistics: the usual choice for torchvision models.
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -18,16 +18,13 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
+from pet.errors import CheckpointError
 from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
 _PERIODIC = re.compile(r"model_(\d+)\.pth$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the run; the message names the path."""
 
 
 def safe_output_path(folder: str, name: str) -> str:

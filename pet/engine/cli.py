@@ -3,14 +3,8 @@ import argparse
 import sys
 from typing import Any, Callable, List, Optional
 
-from pet.config import ConfigError, get_cfg
-from pet.data import DataError
-from pet.engine.checkpoint import CheckpointError
-from pet.engine.errors import NonFiniteError
-
-# Errors a user can cause with a config, a command line or their data; anything else is a bug and keeps its
-# traceback.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError)
+from pet.config import get_cfg
+from pet.errors import USER_ERRORS
 
 
 class CommandLineError(ValueError):

@@ -55,12 +55,6 @@ def all_gather_objects(value: Any) -> List[Any]:
     return gathered
 
 
-def synchronize() -> None:
-    """Wait for every process (nothing to wait for with one)."""
-    if get_world_size() > 1:
-        dist.barrier()
-
-
 def shutdown_distributed() -> None:
     """Leave the process group, if any."""
     if dist.is_initialized():

@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Dict, List
 
 from pet.engine.checkpoint import Checkpointer
-from pet.engine.errors import NonFiniteError
+from pet.errors import NonFiniteError
 from pet.engine.writers import EventWriter
 
 logger = logging.getLogger(__name__)

@@ -1,14 +1,12 @@
 """From a config to a finished run: build data, model, solver, hooks and trainer; train or evaluate.
 
-This is what `tools/train_net.py` and `tools/test_net.py` call. Everything that can be wrong in the config is
-checked before the output folder is touched.
+This is what `tools/train_net.py` and `tools/test_net.py` call. `build_run` is a sequence of named steps; the
+config is validated once, frozen, and everything that can be wrong in it is checked before the output folder is
+touched.
 """
 import logging
-import logging.handlers
 import os
 import random
-import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,53 +15,36 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from pet.config import ConfigError, validate_cfg
+from pet.config import ConfigError, ignored_keys, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
-from pet.engine.checkpoint import Checkpointer, StateDictGroup, atomic_write, read_checkpoint, safe_output_path
+from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
 from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
+from pet.engine.logs import attach_log_file, setup_logging
+from pet.engine.output_dir import make_output_dir, write_config
 from pet.engine.resume import report_resume
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
-from pet.solver.units import SolverUnit, build_run_solver, images_per_update
+from pet.solver.run_optimizers import SolverUnit, build_run_solver, images_per_update
 
 logger = logging.getLogger(__name__)
 
-LOG_FORMAT = "[%(asctime)s %(name)s] %(message)s"
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def setup_logging() -> None:
-    """INFO lines on stdout from rank 0, only warnings from other ranks; rank 0 also buffers them for log.txt."""
-    root = logging.getLogger("pet")
-    for handler in list(root.handlers):  # a second run in the same process replaces the first one's handlers
-        handler.close()
-        root.removeHandler(handler)
-    root.propagate = False
-    main = is_main_process()
-    root.setLevel(logging.INFO if main else logging.WARNING)
-    console = logging.StreamHandler(sys.stdout if main else sys.stderr)
-    console.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    root.addHandler(console)
-    if main:
-        # Lines logged before the output folder may be written to (the parameter-group report) wait here.
-        root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
+def prepare_config(cfg: Any) -> None:
+    """Validate the config once and freeze it: nothing changes it during the run."""
+    validate_cfg(cfg)
+    cfg.freeze()
 
 
-def attach_log_file(output_dir: str) -> None:
-    """Write the buffered lines and every later one to OUTPUT_DIR/log.txt."""
-    root = logging.getLogger("pet")
-    file_handler = logging.FileHandler(safe_output_path(output_dir, "log.txt"))
-    file_handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.handlers.MemoryHandler):
-            handler.setTarget(file_handler)
-            handler.close()  # flushes into the file
-            root.removeHandler(handler)
-    root.addHandler(file_handler)
+def report_ignored_keys(cfg: Any) -> None:
+    """One warning per key that the rest of the config makes meaningless."""
+    for key, value, why in ignored_keys(cfg):
+        logger.warning("%s = %r is ignored: %s", key, value, why)
 
 
 def seed_everything(seed: int) -> None:
@@ -82,19 +63,6 @@ def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int
         raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
 
 
-def make_output_dir(path: str) -> None:
-    """Create OUTPUT_DIR (and its parents); a path that cannot be a writable folder is a `ConfigError`."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = tempfile.TemporaryFile(dir=path)  # a read-only file system refuses this even to root
-        probe.close()
-    except FileExistsError:
-        raise ConfigError(f"OUTPUT_DIR = {path!r} is a file, not a folder") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ConfigError(f"OUTPUT_DIR = {path!r} cannot be used as the output folder: {reason}") from None
-
-
 def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int) -> None:
     """Refuse the combinations of several optimizers that the trainer cannot run correctly."""
     if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
@@ -103,6 +71,26 @@ def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype]
     if world_size > 1 and any(unit.losses for unit in units):
         raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES needs a single process: DDP reduces the gradients of one "
                           "backward pass over all parameters")
+
+
+@dataclass
+class RunData:
+    """The data of a run: its task, both splits, and the optimizer updates in one pass over the training set."""
+
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+    updates_per_epoch: int
+
+
+@dataclass
+class RunSolver:
+    """The optimizers of a run, its length, and its mixed precision."""
+
+    units: List[SolverUnit]
+    max_iter: int
+    amp_dtype: Optional[torch.dtype]
+    grad_scaler: torch.amp.GradScaler
 
 
 @dataclass
@@ -130,66 +118,101 @@ class Run:
         return self.eval_hook.results
 
 
-def build_run(cfg: Any, resume: bool = False) -> Run:
-    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
-    validate_cfg(cfg)
-    rank, world_size, device = init_distributed()
-    setup_logging()
-    seed_everything(cfg.SEED)
+def build_data(cfg: Any, world_size: int) -> RunData:
+    """The task MODEL.NAME selects, both splits of its data set (checked against MODEL.NUM_CLASSES)."""
     task = task_of(cfg)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     check_num_classes(cfg, train_set, val_set)
-    model = build_model(cfg).to(device)  # the same initial weights in every process
-    seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
-    updates_per_epoch = count_updates_per_epoch(cfg, len(train_set), world_size)
-    units, max_iter = build_run_solver(model, cfg, updates_per_epoch, world_size)
+    return RunData(task, train_set, val_set, count_updates_per_epoch(cfg, len(train_set), world_size))
+
+
+def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: int,
+                 device: torch.device) -> RunSolver:
+    """The optimizers and schedulers, the run length, and the GradScaler of float16 mixed precision."""
+    units, max_iter = build_run_solver(model, cfg, data.updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
     amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
     check_unit_support(units, amp_dtype, world_size)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    checkpointer = Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
-                                metadata={"config": cfg.dump(), "world_size": world_size}, model=model, optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
-                                schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=scaler)
+    return RunSolver(units, max_iter, amp_dtype, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
 
-    # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
+
+def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, world_size: int) -> Checkpointer:
+    """The checkpointer of the run's state (the trainer's counters join once the trainer exists)."""
+    units = solver.units
+    return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
+                        metadata={"config": cfg.dump(), "world_size": world_size}, model=model,
+                        optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
+                        schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler)
+
+
+def open_output_dir(cfg: Any) -> None:
+    """The run's first write: OUTPUT_DIR, its config.yaml, and log.txt with the lines logged so far."""
     if is_main_process():
         make_output_dir(cfg.OUTPUT_DIR)
-        atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), lambda f: f.write(cfg.dump().encode()))
+        write_config(cfg)
         attach_log_file(cfg.OUTPUT_DIR)
-    logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
-                world_size, device, updates_per_epoch, images_per_update(cfg, world_size))
 
-    start_iter, checkpoint = 0, {}
-    latest = checkpointer.latest() if resume else None
-    if latest is not None:
-        checkpoint = checkpointer.load(latest)  # also restores the RNG states
-        start_iter = checkpoint["iteration"]
-        report_resume(checkpoint, cfg, world_size)
-    elif resume:
+
+def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, Any]:
+    """The latest checkpoint in OUTPUT_DIR, loaded (RNG states included), or {} when there is none."""
+    latest = checkpointer.latest()
+    if latest is None:
         logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
+        return {}
+    checkpoint = checkpointer.load(latest)
+    report_resume(checkpoint, cfg, world_size)
+    return checkpoint
 
+
+def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, device: torch.device,
+                  start_iter: int, rank: int, world_size: int) -> Tuple[Trainer, EvalHook]:
+    """The trainer (DDP-wrapped model, the data from `start_iter` on) and its hooks, in the order they must run."""
     ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world_size > 1 else model
-    loader = build_train_loader(cfg, train_set, rank, world_size, start_iter)
-    val_loader = build_val_loader(cfg, val_set, rank, world_size)
-    trainer = Trainer(ddp_model, task.loss_fn, loader, units, device,
-                      accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=amp_dtype,
+    loader = build_train_loader(cfg, data.train_set, rank, world_size, start_iter)
+    val_loader = build_val_loader(cfg, data.val_set, rank, world_size)
+    scaler = solver.grad_scaler
+    trainer = Trainer(ddp_model, data.task.loss_fn, loader, solver.units, device,
+                      accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=solver.amp_dtype,
                       grad_scaler=scaler if scaler.is_enabled() else None,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
-    if "trainer" in checkpoint:
-        trainer.load_state_dict(checkpoint["trainer"])
-    checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer exists
-    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: task.evaluate(model, val_loader, val_set, device))
-    writers = [ConsoleWriter(max_iter), JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
+    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: data.task.evaluate(model, val_loader, data.val_set, device))
+    writers = [ConsoleWriter(solver.max_iter),
+               JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
         IterationTimer(),
-        LRSchedulerHook(units),
+        LRSchedulerHook(solver.units),
         eval_hook,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
-        PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
     ])
-    return Run(model, units, trainer, eval_hook, start_iter, max_iter, cfg.OUTPUT_DIR)
+    return trainer, eval_hook
+
+
+def build_run(cfg: Any, resume: bool = False) -> Run:
+    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+    prepare_config(cfg)
+    rank, world_size, device = init_distributed()
+    setup_logging()
+    report_ignored_keys(cfg)
+    seed_everything(cfg.SEED)
+    data = build_data(cfg, world_size)
+    model = build_model(cfg).to(device)  # the same initial weights in every process
+    seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
+    solver = build_solver(cfg, model, data, world_size, device)
+    checkpointer = build_checkpointer(cfg, model, solver, world_size)
+    # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
+    open_output_dir(cfg)
+    logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
+                world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
+    checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
+    start_iter = checkpoint.get("iteration", 0)
+    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size)
+    if "trainer" in checkpoint:
+        trainer.load_state_dict(checkpoint["trainer"])
+    checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
+    trainer.register_hooks([PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD)])
+    return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR)
 
 
 def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
@@ -203,7 +226,7 @@ def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
 def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, Dataset, torch.device]:
     """The task and the model of a checkpoint (or of a bare state dict), with the validation set, on this
     process's device."""
-    validate_cfg(cfg)
+    prepare_config(cfg)
     _, _, device = init_distributed()
     setup_logging()
     task = task_of(cfg)

@@ -4,16 +4,34 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from pet.config import get_cfg
-from pet.config.errors import ConfigError
-from pet.config.validation import CLASSIFICATION_DATASETS, DETECTION_DATASETS
+from pet.config.run_keys import CLASSIFICATION_DATASETS, DETECTION_DATASETS
+from pet.engine.classification_evaluation import evaluate_classifier
 from pet.engine.coco_evaluation import evaluate_detector
-from pet.engine.evaluation import evaluate_classifier
-from pet.engine.trainer import LossFunction, classification_losses, model_losses
+from pet.engine.update_step import LossFunction
+from pet.errors import ConfigError
 from pet.models import model_task
+
+
+def classification_losses(model: nn.Module, batch: Any) -> Dict[str, torch.Tensor]:
+    """Cross-entropy of a classifier on an (images, labels) batch."""
+    images, labels = batch
+    return {"loss_cls": F.cross_entropy(model(images), labels)}
+
+
+def model_losses(model: nn.Module, batch: Any) -> Dict[str, torch.Tensor]:
+    """The losses a model computes itself, as torchvision's detectors do in training mode: `model(*batch)`
+    must return a dict of scalar losses (their sum is minimised, each one is logged)."""
+    losses = model(*batch)
+    if not isinstance(losses, dict) or not all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in losses.values()):
+        raise TypeError(f"{type(getattr(model, 'module', model)).__name__} returned {type(losses).__name__} in "
+                        "training mode; the trainer needs a dict of scalar loss tensors")
+    return losses
+
 
 Evaluate = Callable[[nn.Module, DataLoader, Dataset, torch.device], Dict[str, float]]
 

@@ -3,7 +3,7 @@ from typing import Any
 
 from torch import nn
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 from pet.models.classification import build_classifier, classification_model_names
 from pet.models.detection import build_detector, is_detection_model
 

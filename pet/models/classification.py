@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 from pet.models.norms import apply_norm
 
 # Where torchvision keeps the classifier: ResNet/RegNet `fc`, MobileNet/EfficientNet/ConvNeXt `classifier`,

@@ -17,7 +17,7 @@ from torchvision.models import detection
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 from pet.models.norms import apply_norm
 
 # Families the COCO boxes-only data can train: masks and keypoints need annotations the data sets do not load,

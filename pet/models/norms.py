@@ -5,7 +5,7 @@ from typing import Callable, Dict
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 
 NORM_LAYERS: Dict[str, Callable[[int], nn.Module]] = {
     "GN": lambda channels: nn.GroupNorm(math.gcd(32, channels), channels),

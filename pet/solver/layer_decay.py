@@ -55,11 +55,15 @@ def _swin_layers(model: nn.Module, names: List[str]) -> Optional[Dict[str, int]]
     return ids
 
 
+class UnsupportedModel(ValueError):
+    """Layer decay was asked of a model whose blocks it cannot number."""
+
+
 def layer_ids(model: nn.Module, names: List[str]) -> Dict[str, int]:
-    """name -> layer id for every name in `names`, and L under the key ""; ValueError for other models."""
+    """name -> layer id for every name in `names`, and L under the key ""; `UnsupportedModel` for other models."""
     ids = _vit_layers(names) or _swin_layers(model, names)
     if ids is None:
-        raise ValueError("layer decay needs a torchvision ViT (encoder.layers.encoder_layer_<i>) or Swin "
+        raise UnsupportedModel("layer decay needs a torchvision ViT (encoder.layers.encoder_layer_<i>) or Swin "
                          "(features.<stage>.<block>) model")
     ids[""] = max(ids.values())
     return ids

@@ -1,49 +1,52 @@
-"""`Optimizer`: builds a `torch.optim.Optimizer` from SOLVER.OPTIMIZER.
+"""The training optimizer: `build_optimizer` from plain settings, and `Optimizer`, its SOLVER.OPTIMIZER adapter.
 
-`Optimizer(model, cfg.SOLVER.OPTIMIZER).build()` validates the config, groups the parameters by the rules of
-`param_groups`, constructs the configured class with the fastest kernels torch offers for it, and registers
-gradient clipping as a step pre-hook. The returned object is the plain torch optimizer: nothing is subclassed
-or swapped at run time.
+`build_optimizer(model, OptimizerSpec(...))` groups the parameters by the rules of `param_groups`, constructs the
+class with the fastest kernels torch offers for it, and registers the gradient guard (clipping and the non-finite
+check) as a step pre-hook. `Optimizer(model, cfg.SOLVER.OPTIMIZER).build()` validates the config node, reads it
+into an `OptimizerSpec` (`optimizer_spec`), and calls it. The returned object is the plain torch optimizer:
+nothing is subclassed or swapped at run time.
 """
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from pet.config.errors import ConfigError
-from pet.config.solver import solver_defaults
-from pet.config.validation import validate_optimizer_cfg
-from pet.solver.gradient_guard import add_gradient_clipping
+from pet.config import get_cfg, validate_optimizer_cfg
+from pet.errors import ConfigError
 from pet.solver.fused_first_step import FusedFirstStepGuard, needs_first_step_guard
+from pet.solver.gradient_guard import add_gradient_clipping
 from pet.solver.lars import LARS
+from pet.solver.layer_decay import UnsupportedModel
 from pet.solver.optimizer_types import KEY_ARGUMENTS, OptimizerType, optimizer_type
-from pet.solver.param_groups import build_param_groups
+from pet.solver.param_groups import GroupRules, build_param_groups
 from pet.solver.report import format_param_groups
 
 logger = logging.getLogger(__name__)
 
+# (clip type, clip value, norm type) of the gradient guard: `none` is the non-finite check alone.
+GuardSettings = Tuple[str, float, float]
 
-def optimizer_kwargs(kind: OptimizerType, cfg: Any, key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
-    """The constructor arguments the config supplies to the class of `kind`, mapped by meaning.
 
-    MOMENTUM goes to SGD, RMSprop, LARS and Muon, NESTEROV to SGD, LARS and Muon, BETAS and EPS to the Adam family,
-    EPS to RMSprop, Adagrad, Adadelta and LARS (the capability table of `optimizer_types`). Weight decay and lr live
-    in the param groups. A key changed from its default that the class does not take is logged as a warning
-    rather than dropped silently.
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything `build_optimizer` needs, as plain values.
+
+    Attributes:
+        kind: the class and what it takes (`optimizer_types.optimizer_type(name)`).
+        rules: the grouping rules (lrs and weight decays by kind, backbone, overrides, layer decay).
+        kwargs: further constructor arguments (momentum, betas, eps, ...); lr and weight decay are the groups'.
+        implementation: AUTO (fused, else foreach, where torch has them), FUSED, FOREACH or FOR_LOOP.
+        guard: the gradient guard's settings, or None for no step pre-hook at all.
     """
-    defaults = solver_defaults().OPTIMIZER
-    kwargs: Dict[str, Any] = {}
-    for name, argument in KEY_ARGUMENTS.items():
-        if name in kind.keys:
-            kwargs[argument] = tuple(cfg[name]) if name == "BETAS" else cfg[name]
-        elif cfg[name] != defaults[name]:
-            reason = f" ({kind.unmapped[name]})" if name in kind.unmapped else ""
-            logger.warning("%s.%s = %r is not used by %s%s", key, name, cfg[name], kind.cls.__name__, reason)
-    if kind.cls is LARS:
-        kwargs["trust_coefficient"] = cfg.LARS.TRUST_COEFFICIENT
-    return kwargs
+
+    kind: OptimizerType
+    rules: GroupRules
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    implementation: str = "AUTO"
+    guard: Optional[GuardSettings] = ("none", math.inf, 2.0)
 
 
 def check_supported(kind: OptimizerType, groups: List[Dict[str, Any]], key: str = "SOLVER.OPTIMIZER") -> None:
@@ -85,15 +88,6 @@ def implementation_kwargs(kind: OptimizerType, groups: List[Dict[str, Any]], imp
     return {"FUSED": {"fused": True}, "FOREACH": {"foreach": True}, "FOR_LOOP": {"foreach": False}}[implementation]
 
 
-def gradient_guard_settings(cfg: Any) -> Optional[Tuple[str, float, float]]:
-    """(clip type, clip value, norm type) of the step pre-hook for SOLVER.OPTIMIZER `cfg`: CLIP_GRADIENTS when it
-    is enabled, else the bare non-finite check when NONFINITE.CHECK_GRADIENTS is on, else None."""
-    clip = cfg.CLIP_GRADIENTS
-    if clip.ENABLED:
-        return clip.CLIP_TYPE.lower(), clip.CLIP_VALUE, clip.NORM_TYPE
-    return ("none", math.inf, 2.0) if cfg.NONFINITE.CHECK_GRADIENTS else None
-
-
 def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[str, Any],
                         key: str = "SOLVER.OPTIMIZER.TYPE") -> torch.optim.Optimizer:
     """Instantiate `cls` over `groups` with `kwargs`; torch's refusals become a `ConfigError` naming `key`."""
@@ -103,8 +97,83 @@ def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[st
         raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {e}") from None
 
 
+def build_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str] = (),
+                    key: str = "SOLVER.OPTIMIZER") -> torch.optim.Optimizer:
+    """A torch optimizer over `model` (or its `modules`) with merged param groups and the gradient guard.
+
+    `key` names the settings in error messages. Example:
+        >>> spec = OptimizerSpec(optimizer_type("SGD"), GroupRules(base_lr=0.1, weight_decay=1e-4),
+        ...                      {"momentum": 0.9}, guard=("full_model", 1.0, 2.0))
+        >>> optimizer = build_optimizer(model, spec)  # torch.optim.SGD, fused on CPU and CUDA
+    """
+    try:
+        groups = build_param_groups(model, spec.rules, modules)
+    except UnsupportedModel as e:
+        raise ConfigError(f"{key}.LAYER_DECAY.RATE = {spec.rules.layer_decay_rate}: {e}") from None
+    except ValueError as e:  # nothing to train
+        raise ConfigError(f"{key}: {e}") from None
+    check_supported(spec.kind, groups, key)
+    kwargs = dict(spec.kwargs, **implementation_kwargs(spec.kind, groups, spec.implementation, key))
+    optimizer = construct_optimizer(spec.kind.cls, groups, kwargs, key=f"{key}.TYPE")
+    if spec.guard is not None:
+        add_gradient_clipping(optimizer, *spec.guard)
+    if needs_first_step_guard(optimizer):
+        FusedFirstStepGuard(optimizer)
+    logger.info("Optimizer %s with %d parameter groups:\n%s", spec.kind.cls.__name__, len(optimizer.param_groups),
+                format_param_groups(optimizer))
+    return optimizer
+
+
+# ------------------------------------------------------------------------------------------ the config adapter
+def group_rules(cfg: Any) -> GroupRules:
+    """The grouping rules of SOLVER.OPTIMIZER `cfg`."""
+    return GroupRules(
+        base_lr=cfg.BASE_LR, weight_decay=cfg.WEIGHT_DECAY, weight_decay_bias=cfg.WEIGHT_DECAY_BIAS,
+        weight_decay_norm=cfg.WEIGHT_DECAY_NORM, weight_decay_embed=cfg.WEIGHT_DECAY_EMBED,
+        bias_lr_factor=cfg.BIAS_LR_FACTOR, backbone_lr_factor=cfg.BACKBONE_LR_FACTOR,
+        backbone_prefix=cfg.BACKBONE_PREFIX,
+        lars_exclude_norm_and_bias=cfg.LARS.EXCLUDE_NORM_AND_BIAS if cfg.TYPE.upper() == "LARS" else None,
+        layer_decay_rate=cfg.LAYER_DECAY.RATE, overrides=tuple(tuple(rule) for rule in cfg.OVERRIDES.RULES))
+
+
+def optimizer_kwargs(kind: OptimizerType, cfg: Any, key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
+    """The constructor arguments SOLVER.OPTIMIZER `cfg` supplies to the class of `kind`, mapped by meaning.
+
+    MOMENTUM goes to SGD, RMSprop, LARS and Muon, NESTEROV to SGD, LARS and Muon, BETAS and EPS to the Adam family,
+    EPS to RMSprop, Adagrad, Adadelta and LARS (the capability table of `optimizer_types`). A key changed from its
+    default that the class does not take is logged as a warning rather than dropped silently.
+    """
+    defaults = get_cfg().SOLVER.OPTIMIZER
+    kwargs: Dict[str, Any] = {}
+    for name, argument in KEY_ARGUMENTS.items():
+        if name in kind.keys:
+            kwargs[argument] = tuple(cfg[name]) if name == "BETAS" else cfg[name]
+        elif cfg[name] != defaults[name]:
+            reason = f" ({kind.unmapped[name]})" if name in kind.unmapped else ""
+            logger.warning("%s.%s = %r is not used by %s%s", key, name, cfg[name], kind.cls.__name__, reason)
+    if kind.cls is LARS:
+        kwargs["trust_coefficient"] = cfg.LARS.TRUST_COEFFICIENT
+    return kwargs
+
+
+def guard_settings(cfg: Any) -> Optional[GuardSettings]:
+    """The gradient guard of SOLVER.OPTIMIZER `cfg`: CLIP_GRADIENTS when it is enabled, else the bare non-finite
+    check when NONFINITE.CHECK_GRADIENTS is on, else None."""
+    clip = cfg.CLIP_GRADIENTS
+    if clip.ENABLED:
+        return clip.CLIP_TYPE.lower(), clip.CLIP_VALUE, clip.NORM_TYPE
+    return ("none", math.inf, 2.0) if cfg.NONFINITE.CHECK_GRADIENTS else None
+
+
+def optimizer_spec(cfg: Any, key: str = "SOLVER.OPTIMIZER") -> OptimizerSpec:
+    """Read a validated SOLVER.OPTIMIZER node into an `OptimizerSpec` (an unknown TYPE is a `ConfigError`)."""
+    kind = optimizer_type(cfg.TYPE, key=f"{key}.TYPE")
+    return OptimizerSpec(kind, group_rules(cfg), optimizer_kwargs(kind, cfg, key),
+                         cfg.KERNELS.IMPLEMENTATION.upper(), guard_settings(cfg))
+
+
 class Optimizer:
-    """Builder of the training optimizer from SOLVER.OPTIMIZER.
+    """Builder of the training optimizer from SOLVER.OPTIMIZER (Pet's API).
 
     Args:
         model: the module whose trainable parameters are optimized.
@@ -112,6 +181,9 @@ class Optimizer:
         modules: dotted names of the submodules to optimize (all of the model when empty); parameter names and
             the rules still see the full names.
         key: the config key of `cfg`, for error messages (SOLVER.OPTIMIZERS.<name>.OPTIMIZER for named ones).
+
+    Example:
+        >>> optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()  # a plain torch.optim.Optimizer
     """
 
     def __init__(self, model: nn.Module, cfg: Any, modules: Sequence[str] = (),
@@ -123,18 +195,5 @@ class Optimizer:
         self.key = key
 
     def build(self) -> torch.optim.Optimizer:
-        """Return a `torch.optim.Optimizer` with merged param groups and clipping, as configured."""
-        kind = optimizer_type(self.cfg.TYPE, key=f"{self.key}.TYPE")
-        groups = build_param_groups(self.model, self.cfg, self.modules)
-        check_supported(kind, groups, self.key)
-        kwargs = optimizer_kwargs(kind, self.cfg, self.key)
-        kwargs.update(implementation_kwargs(kind, groups, self.cfg.KERNELS.IMPLEMENTATION.upper(), self.key))
-        optimizer = construct_optimizer(kind.cls, groups, kwargs, key=f"{self.key}.TYPE")
-        guard = gradient_guard_settings(self.cfg)
-        if guard is not None:
-            add_gradient_clipping(optimizer, *guard)
-        if needs_first_step_guard(optimizer):
-            FusedFirstStepGuard(optimizer)
-        logger.info("Optimizer %s with %d parameter groups:\n%s", kind.cls.__name__, len(optimizer.param_groups),
-                    format_param_groups(optimizer))
-        return optimizer
+        """Return a `torch.optim.Optimizer` with merged param groups and the gradient guard, as configured."""
+        return build_optimizer(self.model, optimizer_spec(self.cfg, self.key), self.modules, self.key)

@@ -15,7 +15,7 @@ from typing import Dict, FrozenSet, Tuple, Type
 
 import torch
 
-from pet.config.errors import ConfigError
+from pet.errors import ConfigError
 from pet.solver.lars import LARS
 
 # Constructor argument of each SOLVER.OPTIMIZER key that a class may take.

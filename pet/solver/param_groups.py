@@ -7,11 +7,11 @@ decay. Layer-wise decay (ViT/Swin) and the regex overrides of OVERRIDES.RULES th
 the optimizer holds exactly as many groups as there are distinct hyperparameter sets.
 """
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
 
-from pet.config.errors import ConfigError
 from pet.solver.layer_decay import layer_ids
 
 # Every norm layer of torch.nn. `_NormBase` also covers subclasses that do not derive from the public classes
@@ -28,6 +28,35 @@ EMBED_PARAM_NAMES = frozenset({
     "pos_embed", "pos_embedding", "position_embedding", "absolute_pos_embed", "relative_position_bias_table",
     "cls_token", "class_token", "dist_token", "reg_token", "mask_token",
 })
+
+
+@dataclass(frozen=True)
+class GroupRules:
+    """The numbers the grouping rules need (SOLVER.OPTIMIZER's keys, as plain values).
+
+    Attributes:
+        base_lr: the lr of an ordinary weight.
+        weight_decay, weight_decay_bias, weight_decay_norm, weight_decay_embed: the decay of each kind.
+        bias_lr_factor: lr factor of biases outside norm layers.
+        backbone_lr_factor: lr factor of parameters under `backbone_prefix` + ".".
+        backbone_prefix: the module name that marks the backbone.
+        lars_exclude_norm_and_bias: for LARS, whether norm and bias parameters skip the trust ratio (None for
+            other optimizers: the groups get no `lars_exclude` entry).
+        layer_decay_rate: layer-wise lr decay of ViT / Swin backbones (1: off).
+        overrides: (regex, lr factor, weight decay or None) rules applied last, in order.
+    """
+
+    base_lr: float
+    weight_decay: float = 0.0
+    weight_decay_bias: float = 0.0
+    weight_decay_norm: float = 0.0
+    weight_decay_embed: float = 0.0
+    bias_lr_factor: float = 1.0
+    backbone_lr_factor: float = 1.0
+    backbone_prefix: str = "backbone"
+    lars_exclude_norm_and_bias: Optional[bool] = None
+    layer_decay_rate: float = 1.0
+    overrides: Tuple[Tuple[str, float, Optional[float]], ...] = ()
 
 
 class ParamEntry(NamedTuple):
@@ -72,23 +101,23 @@ def in_backbone(full_name: str, backbone_prefix: str) -> bool:
     return full_name.startswith(backbone_prefix + ".")
 
 
-def param_hyperparams(full_name: str, kind: str, cfg: Any) -> Dict[str, Any]:
-    """The lr and weight decay of a parameter of this kind and name (cfg: SOLVER.OPTIMIZER): the decay of its
-    kind; BASE_LR x BACKBONE_LR_FACTOR under the backbone x BIAS_LR_FACTOR for a bias (the factors multiply)."""
+def param_hyperparams(full_name: str, kind: str, rules: GroupRules) -> Dict[str, Any]:
+    """The lr and weight decay of a parameter of this kind and name: the decay of its kind; BASE_LR x
+    BACKBONE_LR_FACTOR under the backbone x BIAS_LR_FACTOR for a bias (the factors multiply)."""
     weight_decay = {
-        "norm": cfg.WEIGHT_DECAY_NORM,
-        "embed": cfg.WEIGHT_DECAY_EMBED,
-        "bias": cfg.WEIGHT_DECAY_BIAS,
-        "weight": cfg.WEIGHT_DECAY,
+        "norm": rules.weight_decay_norm,
+        "embed": rules.weight_decay_embed,
+        "bias": rules.weight_decay_bias,
+        "weight": rules.weight_decay,
     }[kind]
-    lr = cfg.BASE_LR
-    if in_backbone(full_name, cfg.BACKBONE_PREFIX):
-        lr *= cfg.BACKBONE_LR_FACTOR
+    lr = rules.base_lr
+    if in_backbone(full_name, rules.backbone_prefix):
+        lr *= rules.backbone_lr_factor
     if kind == "bias":
-        lr *= cfg.BIAS_LR_FACTOR
+        lr *= rules.bias_lr_factor
     hyperparams = {"lr": lr, "weight_decay": weight_decay}
-    if cfg.TYPE.upper() == "LARS":
-        hyperparams["lars_exclude"] = cfg.LARS.EXCLUDE_NORM_AND_BIAS and kind in ("norm", "bias")
+    if rules.lars_exclude_norm_and_bias is not None:
+        hyperparams["lars_exclude"] = rules.lars_exclude_norm_and_bias and kind in ("norm", "bias")
     return hyperparams
 
 
@@ -113,26 +142,24 @@ def in_modules(full_name: str, modules: Sequence[str]) -> bool:
     return not modules or any(full_name.startswith(module + ".") for module in modules)
 
 
-def param_entries(model: nn.Module, cfg: Any, modules: Sequence[str] = ()) -> List[ParamEntry]:
-    """Apply the rules to every trainable parameter of `model` under `modules` (cfg: SOLVER.OPTIMIZER)."""
+def param_entries(model: nn.Module, rules: GroupRules, modules: Sequence[str] = ()) -> List[ParamEntry]:
+    """Apply the rules to every trainable parameter of `model` under `modules`.
+
+    Raises ValueError when layer decay is asked of a model that is not a torchvision ViT or Swin.
+    """
     params = [p for p in trainable_parameters(model) if in_modules(p[0], modules)]
-    rate = cfg.LAYER_DECAY.RATE
-    layers: Dict[str, int] = {}
-    if rate < 1:
-        try:
-            layers = layer_ids(model, [name for name, _, _, _ in params])
-        except ValueError as e:
-            raise ConfigError(f"SOLVER.OPTIMIZER.LAYER_DECAY.RATE = {rate}: {e}") from None
+    rate = rules.layer_decay_rate
+    layers = layer_ids(model, [name for name, _, _, _ in params]) if rate < 1 else {}
     entries = []
     for full_name, module, local_name, param in params:
         kind = param_kind(local_name, module)
-        hyperparams = param_hyperparams(full_name, kind, cfg)
+        hyperparams = param_hyperparams(full_name, kind, rules)
         tag = ""
         if layers:
             hyperparams["lr"] *= rate ** (layers[""] - layers[full_name])
             tag = f"layer{layers[full_name]}"
-        hyperparams, override_tag = apply_overrides(full_name, hyperparams, cfg.OVERRIDES.RULES)
-        scope = cfg.BACKBONE_PREFIX if in_backbone(full_name, cfg.BACKBONE_PREFIX) else ""
+        hyperparams, override_tag = apply_overrides(full_name, hyperparams, rules.overrides)
+        scope = rules.backbone_prefix if in_backbone(full_name, rules.backbone_prefix) else ""
         entries.append(ParamEntry(full_name, param, hyperparams, (scope, override_tag or tag, kind)))
     return entries
 
@@ -181,9 +208,14 @@ def _unique(name: str, taken: Dict[str, int]) -> str:
     return candidate
 
 
-def build_param_groups(model: nn.Module, cfg: Any, modules: Sequence[str] = ()) -> List[Dict[str, Any]]:
-    """Rules then merge: the param groups for `model` (or its `modules`) under SOLVER.OPTIMIZER `cfg`."""
-    entries = param_entries(model, cfg, modules)
+def build_param_groups(model: nn.Module, rules: GroupRules, modules: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Rules then merge: the param groups for `model` (or its `modules`).
+
+    Example:
+        >>> groups = build_param_groups(model, GroupRules(base_lr=0.1, weight_decay=1e-4, backbone_lr_factor=0.1))
+        >>> torch.optim.SGD(groups, momentum=0.9)
+    """
+    entries = param_entries(model, rules, modules)
     if not entries:
         where = f"modules {list(modules)} of " if modules else ""
         raise ValueError(f"{where}{type(model).__name__} have no trainable parameters (all frozen, or none)")

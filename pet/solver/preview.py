@@ -5,7 +5,7 @@ shows exactly what training will use.
 """
 from typing import Dict, List
 
-from pet.solver.units import SolverUnit
+from pet.solver.run_optimizers import SolverUnit
 
 
 def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[str, List[float]]]:
@@ -16,18 +16,17 @@ def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[st
     """
     curves: Dict[str, Dict[str, List[float]]] = {"lr": {}}
     for unit in units:
-        if unit.scheduler.momentum is not None:
-            curves.setdefault("momentum", {})
-        if unit.scheduler.weight_decay is not None:
-            curves.setdefault("weight_decay", {})
+        for field in unit.scheduler.fields:
+            curves.setdefault(field.name, {})
     for _ in range(max_iter):
         for unit in units:
+            scheduled = [field.name for field in unit.scheduler.fields]
             for name, group in zip(unit.group_labels(), unit.optimizer.param_groups):
                 curves["lr"].setdefault(name, []).append(group["lr"])
-                if unit.scheduler.momentum is not None:
+                if "momentum" in scheduled:
                     value = group["betas"][0] if "betas" in group else group["momentum"]
                     curves["momentum"].setdefault(name, []).append(value)
-                if unit.scheduler.weight_decay is not None:
+                if "weight_decay" in scheduled:
                     curves["weight_decay"].setdefault(name, []).append(group["weight_decay"])
             unit.scheduler.step()
     return curves

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pet.config import get_cfg
 from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
-from pet.engine.trainer import model_losses
+from pet.engine.tasks import model_losses
 from pet.solver import GradientClipper, Optimizer
 
 
@@ -197,7 +197,7 @@ def plain_sgd(model, modules, lr=0.5):
 
 
 def test_each_optimizer_gets_the_gradient_of_its_own_losses_only():
-    from pet.solver.units import SolverUnit
+    from pet.solver.run_optimizers import SolverUnit
 
     model, reference = TwoHeads(), TwoHeads()
     units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a")), losses=("loss_a",)),
@@ -214,7 +214,7 @@ def test_each_optimizer_gets_the_gradient_of_its_own_losses_only():
 
 
 def test_a_step_interval_averages_gradients_like_accumulation():
-    from pet.solver.units import SolverUnit
+    from pet.solver.run_optimizers import SolverUnit
 
     accumulated, interval = mlp(), mlp()
     make_trainer(accumulated, accumulation=2).train(0, 3)
@@ -229,7 +229,7 @@ def test_a_step_interval_averages_gradients_like_accumulation():
 
 def test_a_loss_name_the_model_does_not_return_is_a_config_error():
     from pet.config import ConfigError
-    from pet.solver.units import SolverUnit
+    from pet.solver.run_optimizers import SolverUnit
 
     model = TwoHeads()
     units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a", "head_b")), losses=("loss_c",))]
@@ -242,7 +242,7 @@ def test_a_loss_name_the_model_does_not_return_is_a_config_error():
 def test_consecutive_skips_stop_the_run_and_save_the_last_good_state(tmp_path):
     from pet.engine import Checkpointer, PeriodicCheckpointer
     from pet.engine.checkpoint import read_checkpoint
-    from pet.engine.errors import NonFiniteError
+    from pet.errors import NonFiniteError
 
     model = FailsAt(mlp(), nan_loss_at=range(3, 100))  # from the third update on, every loss is NaN
     trainer = make_trainer(model)

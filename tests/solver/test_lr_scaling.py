@@ -1,5 +1,5 @@
 """The linear scaling rule: BASE_LR x images / REFERENCE_BATCH_SIZE, iteration counts x the inverse if asked."""
-from pet.config import get_cfg
+from pet.config import get_cfg, optimizer_entries
 from pet.solver.lr_scaling import apply_linear_scaling
 
 
@@ -27,30 +27,38 @@ def test_schedule_scaling_keeps_the_number_of_images():
                                          "SOLVER.SCHEDULER.CHAIN.PHASES", "(('CONSTANT', 0, 20000), "
                                                                           "('COSINE', 20000, 40000))"), 1024)
     sched = scaled.SCHEDULER
-    assert (sched.TOTAL_ITERS, sched.STEPS, sched.WARM_UP_ITERS, sched.NOAM.WARMUP_ITERS) == (10000, (7500,), 125,
-                                                                                               1000)
+    assert (sched.TOTAL_ITERS, sched.STEPS, sched.WARM_UP_ITERS) == (10000, (7500,), 125)
     assert sched.CHAIN.PHASES == (("CONSTANT", 0, 5000), ("COSINE", 5000, 10000))
+    assert sched.NOAM.WARMUP_ITERS == 4000  # read by NOAM only: left as it is
+
+
+def test_noam_warmup_counts_iterations_in_either_unit():
+    for units in (["SOLVER.SCHEDULER.TOTAL_ITERS", 40000], ["SOLVER.SCHEDULER.TOTAL_EPOCHS", 90]):
+        scaled = apply_linear_scaling(solver("SOLVER.LR_SCALING.SCALE_SCHEDULE", True, "SOLVER.SCHEDULER.POLICY",
+                                             "NOAM", "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, *units), 1024)
+        assert scaled.SCHEDULER.NOAM.WARMUP_ITERS == 1000
+
+
+def entries_of(tree, images):
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg({"SOLVER": tree})
+    return {name: apply_linear_scaling(entry, images) for name, entry in optimizer_entries(cfg.SOLVER).items()}
 
 
 def test_named_optimizers_scale_too():
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg({"SOLVER": {"LR_SCALING": {"REFERENCE_BATCH_SIZE": 64}, "OPTIMIZERS": {
-        "a": {"MODULES": ["x"], "OPTIMIZER": {"BASE_LR": 0.01}}, "b": {"MODULES": ["y"]}}}})
-    scaled = apply_linear_scaling(cfg.SOLVER, 32)
-    assert scaled.OPTIMIZERS.a.OPTIMIZER.BASE_LR == 0.005 and scaled.OPTIMIZER.BASE_LR == 0.0005
-    assert "OPTIMIZER" not in scaled.OPTIMIZERS.b  # it inherits the scaled top-level BASE_LR
+    entries = entries_of({"LR_SCALING": {"REFERENCE_BATCH_SIZE": 64}, "OPTIMIZERS": {
+        "a": {"MODULES": ["x"], "OPTIMIZER": {"BASE_LR": 0.01}}, "b": {"MODULES": ["y"]}}}, 32)
+    assert entries["a"].OPTIMIZER.BASE_LR == 0.005
+    assert entries["b"].OPTIMIZER.BASE_LR == 0.0005  # the top-level BASE_LR it inherits, scaled
 
 
 def test_epoch_units_of_a_named_optimizer_are_not_rescaled():
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg({"SOLVER": {
+    entries = entries_of({
         "LR_SCALING": {"REFERENCE_BATCH_SIZE": 64, "SCALE_SCHEDULE": True},
         "SCHEDULER": {"TOTAL_EPOCHS": 10, "STEPS": [6]},
         "OPTIMIZERS": {"a": {"MODULES": ["x"], "SCHEDULER": {"STEPS": [5, 8], "WARM_UP_ITERS": 40}},
                        "b": {"MODULES": ["y"], "SCHEDULER": {"TOTAL_EPOCHS": None, "TOTAL_ITERS": 400,
-                                                            "STEPS": [200]}}}}})
-    scaled = apply_linear_scaling(cfg.SOLVER, 256)  # 4x the reference: iteration counts / 4
-    assert scaled.SCHEDULER.STEPS == (6,) and scaled.SCHEDULER.TOTAL_EPOCHS == 10
-    assert tuple(scaled.OPTIMIZERS.a.SCHEDULER.STEPS) == (5, 8)  # epochs, inherited from the top-level units
-    assert scaled.OPTIMIZERS.a.SCHEDULER.WARM_UP_ITERS == 10
-    assert (scaled.OPTIMIZERS.b.SCHEDULER.TOTAL_ITERS, tuple(scaled.OPTIMIZERS.b.SCHEDULER.STEPS)) == (100, (50,))
+                                                            "STEPS": [200]}}}}, 256)  # 4x: iteration counts / 4
+    assert tuple(entries["a"].SCHEDULER.STEPS) == (5, 8)  # epochs, inherited from the top-level units
+    assert entries["a"].SCHEDULER.WARM_UP_ITERS == 10
+    assert (entries["b"].SCHEDULER.TOTAL_ITERS, tuple(entries["b"].SCHEDULER.STEPS)) == (100, (50,))

@@ -92,7 +92,7 @@ def test_epoch_units():
     # 10 epochs of 10 updates: M = 100; STEPS (3, 6) epochs = (30, 60); WARM_UP_EPOCHS 0.5 = 5 updates.
     optimizer, scheduler = make("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10, "SOLVER.SCHEDULER.STEPS", (3, 6),
                                 "SOLVER.SCHEDULER.WARM_UP_EPOCHS", 0.5, iter_per_epoch=10)
-    assert (scheduler.schedule.total_iters, scheduler.schedule.steps, scheduler.schedule.warmup_iters) == (
+    assert (scheduler.schedule.total_iters, scheduler.schedule.arguments["steps"], scheduler.schedule.warmup_iters) == (
         100, (30, 60), 5)
     history = lr_history(optimizer, scheduler, 70)
     assert history[2] == pytest.approx(0.1 * (0.1 * 0.6 + 0.4))  # a = 2/5
@@ -357,7 +357,7 @@ def test_chain_phases_in_epochs():
     optimizer, scheduler = make("SOLVER.SCHEDULER.TOTAL_EPOCHS", 10, "SOLVER.SCHEDULER.POLICY", "CHAIN",
                                 "SOLVER.SCHEDULER.CHAIN.PHASES", "(('CONSTANT', 0, 4), ('COSINE', 4, 10))",
                                 "SOLVER.SCHEDULER.WARM_UP_ITERS", 0, iter_per_epoch=10)
-    assert scheduler.schedule.phases == (("CONSTANT", 0, 40), ("COSINE", 40, 100))
+    assert scheduler.schedule.arguments["phases"] == (("CONSTANT", 0, 40), ("COSINE", 40, 100))
     assert lr_history(optimizer, scheduler, 71)[70] == pytest.approx(0.05)
 
 

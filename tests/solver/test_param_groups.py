@@ -6,7 +6,9 @@ from torch import nn
 
 from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
-from pet.solver.param_groups import ParamEntry, build_param_groups, group_name, merge_param_groups, param_kind
+from pet.solver.optimizer import group_rules
+from pet.solver.param_groups import (ParamEntry, build_param_groups, group_name, merge_param_groups,
+                                     param_kind)
 from tests.toy_model import fill_grads, toy_model
 
 # Names of every parameter of ToyModel that the optimizer must hold (frozen ones and the tied weight excluded).
@@ -90,7 +92,7 @@ def test_factors_multiply_for_backbone_biases():
     # Pet dropped the backbone factor of backbone biases: lr must be BASE_LR * backbone * bias factor.
     cfg = distinct_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR", 0.1, "SOLVER.OPTIMIZER.BIAS_LR_FACTOR", 3.0])
-    groups = build_param_groups(toy_model(), cfg.SOLVER.OPTIMIZER)
+    groups = build_param_groups(toy_model(), group_rules(cfg.SOLVER.OPTIMIZER))
     by_member = {name: g["lr"] for g in groups for name, _ in g["params"]}
     assert by_member["backbone.conv.bias"] == pytest.approx(0.1 * 0.1 * 3.0)
     assert by_member["head.fc.bias"] == pytest.approx(0.1 * 3.0)
@@ -103,7 +105,7 @@ def test_backbone_prefix_needs_a_dot_boundary():
     model.backbone_head = nn.Linear(2, 2, bias=False)  # starts with "backbone" but is not under it
     cfg = get_cfg().SOLVER.OPTIMIZER
     cfg.BACKBONE_LR_FACTOR = 0.5
-    groups = build_param_groups(model, cfg)
+    groups = build_param_groups(model, group_rules(cfg))
     assert [(g["name"], g["lr"], [n for n, _ in g["params"]]) for g in groups] == [
         ("backbone.weight", 0.0005, ["backbone.weight"]),
         ("weight", 0.001, ["backbone_head.weight"]),
@@ -115,7 +117,7 @@ def test_custom_backbone_prefix():
     model.add_module("body", nn.Linear(2, 2, bias=False))
     cfg = get_cfg().SOLVER.OPTIMIZER
     cfg.BACKBONE_PREFIX, cfg.BACKBONE_LR_FACTOR = "body", 0.25
-    (group,) = build_param_groups(model, cfg)
+    (group,) = build_param_groups(model, group_rules(cfg))
     assert (group["name"], group["lr"]) == ("body.weight", 0.00025)
 
 
@@ -154,7 +156,7 @@ def test_torchvision_vit_tokens_are_embeddings_and_attention_biases_are_biases()
 
     model = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8,
                               num_classes=3)
-    groups = by_name(build_param_groups(model, distinct_cfg().SOLVER.OPTIMIZER))
+    groups = by_name(build_param_groups(model, group_rules(distinct_cfg().SOLVER.OPTIMIZER)))
     # (lr, weight decay) from the rules: embeddings 2e-5; biases lr x BIAS_LR_FACTOR 2 and decay 1e-5.
     assert groups["class_token"][:2] == (0.1, 2e-5)
     assert groups["encoder.pos_embedding"][:2] == (0.1, 2e-5)
@@ -171,7 +173,7 @@ def test_group_names_name_the_scope_and_tag_only_when_shared():
 def test_a_model_without_trainable_parameters_is_refused():
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        build_param_groups(model, get_cfg().SOLVER.OPTIMIZER)
+        build_param_groups(model, group_rules(get_cfg().SOLVER.OPTIMIZER))
 
 
 class CountedValue(float):
@@ -216,7 +218,7 @@ def by_name(groups):
 
 def test_overrides_apply_in_order_after_the_rules_and_stay_merged():
     rules = ((r"head\..*", 10.0, None), (r"head\.fc\.weight", 0.5, 0.0), (r"backbone\.conv\..*", 1.0, 0.5))
-    groups = build_param_groups(toy_model(), override_cfg(rules))
+    groups = build_param_groups(toy_model(), group_rules(override_cfg(rules)))
     got = by_name(groups)
     assert got["head.fc.weight"][:2] == pytest.approx((0.1 * 10 * 0.5, 0.0))  # both rules, in order
     assert got["head.fc.bias"][:2] == pytest.approx((1.0, 0.0))  # lr x 10; None keeps the bias decay 0
@@ -233,7 +235,7 @@ def test_overrides_apply_in_order_after_the_rules_and_stay_merged():
 
 def test_overrides_match_the_whole_name_only():
     # `head` alone matches nothing: the regex is anchored at both ends, so `decode_head`-style surprises cannot occur.
-    groups = build_param_groups(toy_model(), override_cfg(((r"head", 10.0, None), (r"fc\.weight", 10.0, None))))
+    groups = build_param_groups(toy_model(), group_rules(override_cfg(((r"head", 10.0, None), (r"fc\.weight", 10.0, None)))))
     assert all(lr == pytest.approx(0.1) or name.startswith("backbone") for name, (lr, _, _) in by_name(groups).items())
     assert not any("override" in g["name"] for g in groups)
 
@@ -243,7 +245,7 @@ def test_overrides_from_yaml(tmp_path):
     path.write_text("SOLVER:\n  OPTIMIZER:\n    OVERRIDES:\n      RULES: [['head\\..*', 2.0, 0.01], ['cls_token', 0.0, null]]\n")
     cfg = get_cfg()
     cfg.merge_from_file(str(path))
-    got = by_name(build_param_groups(toy_model(), cfg.SOLVER.OPTIMIZER))
+    got = by_name(build_param_groups(toy_model(), group_rules(cfg.SOLVER.OPTIMIZER)))
     assert got["head.fc.weight"][:2] == pytest.approx((0.002, 0.01))
     assert got["cls_token"][:2] == (0.0, 0.0)
 
@@ -271,7 +273,7 @@ def layer_decay_cfg(rate):
 
 
 def test_layer_decay_for_vit():
-    got = by_name(build_param_groups(tiny_vit(), layer_decay_cfg(0.5)))
+    got = by_name(build_param_groups(tiny_vit(), group_rules(layer_decay_cfg(0.5))))
     # 3 blocks: embeddings at layer 0, block i at i + 1, final norm and head at L = 4; lr = 0.5 ** (4 - layer).
     expected = {"backbone.class_token": 0.0625, "backbone.conv_proj.weight": 0.0625,
                 "backbone.encoder.pos_embedding": 0.0625, "backbone.encoder.layers.encoder_layer_0.ln_1.weight": 0.125,
@@ -282,7 +284,7 @@ def test_layer_decay_for_vit():
 
 
 def test_layer_decay_for_swin():
-    got = by_name(build_param_groups(tiny_swin(), layer_decay_cfg(0.5)))
+    got = by_name(build_param_groups(tiny_swin(), group_rules(layer_decay_cfg(0.5))))
     # depths (2, 2): patch embedding 0, stage-1 blocks 1 and 2, patch merging with block 2, stage-2 blocks 3 and 4,
     # final norm and head at L = 5.
     expected = {"features.0.0.weight": 0.5 ** 5, "features.1.0.norm1.weight": 0.5 ** 4,
@@ -295,4 +297,4 @@ def test_layer_decay_for_swin():
 def test_layer_decay_on_other_models_is_a_config_error():
     with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.LAYER_DECAY\.RATE = 0\.5: layer decay needs a "
                                           r"torchvision ViT"):
-        build_param_groups(toy_model(), layer_decay_cfg(0.5))
+        Optimizer(toy_model(), layer_decay_cfg(0.5)).build()

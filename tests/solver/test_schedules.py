@@ -5,15 +5,19 @@ import random
 import pytest
 import torch
 
-from pet.solver.schedules import (LRSchedule, chain_factor, cosine_factor, cosine_ramp, noam_factor,
-                                  one_cycle_factor, poly_factor, step_cosine_factor, step_factor, warmup_factor)
+from pet.lr_policies import (POLICIES, chain_factor, cosine_factor, noam_factor, one_cycle_factor, poly_factor,
+                             step_cosine_factor, step_factor)
+from pet.solver.schedules import LRSchedule, cosine_ramp, warmup_factor
+
+ARGUMENTS = dict(steps=(30, 60), gamma=0.1, lr_pow=0.9, min_lr_factor=0.0)
 
 
-def schedule(**overrides) -> LRSchedule:
-    values = dict(policy="STEP", total_iters=100, steps=(30, 60), gamma=0.1, warmup_iters=10, warmup_factor=0.1,
-                  warmup_method="LINEAR", lr_pow=0.9, min_lr_factor=0.0)
-    values.update(overrides)
-    return LRSchedule(**values)
+def schedule(policy="STEP", **overrides) -> LRSchedule:
+    """A schedule of 100 updates with a LINEAR warmup from 0.1 over 10; the policy's arguments from ARGUMENTS."""
+    values = dict(ARGUMENTS, **overrides)
+    keys = POLICIES[policy].keys if policy in POLICIES else ()
+    arguments = {name: values[name] for name in (key.lower() for key in keys)}
+    return LRSchedule(policy, 100, arguments, warmup_iters=10, warmup_factor=0.1, warmup_method="LINEAR")
 
 
 @pytest.mark.parametrize("method, k, expected", [
@@ -32,7 +36,7 @@ def test_no_warmup_when_w_is_zero():
 @pytest.mark.parametrize("k, expected", [(0, 1.0), (29, 1.0), (30, 0.1), (59, 0.1), (60, 0.01), (100, 0.01),
                                          (10**6, 0.01)])
 def test_step_decays_at_the_milestone_itself(k, expected):
-    assert step_factor(k, (30, 60), 0.1) == pytest.approx(expected, rel=1e-12)
+    assert step_factor(k, 100, (30, 60), 0.1) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("k, m, expected", [
@@ -67,13 +71,13 @@ def test_poly_past_the_end_is_a_real_number_that_holds():
     (100, 0.1, 0.01), (80, 0.1, 0.055),  # 0.1 * (0.1 + 0.9 * 0.5)
 ])
 def test_step_cosine(k, m, expected):
-    assert step_cosine_factor(k, (40, 60), 0.1, 100, m) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert step_cosine_factor(k, 100, (40, 60), 0.1, m) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_step_cosine_with_one_milestone_starts_the_cosine_at_full_lr():
     # n = 1: GAMMA ** 0 = 1 before the cosine; at k = S[-1] the lr is the base lr, then it decays to m.
-    assert step_cosine_factor(50, (50,), 0.1, 100, 0.0) == 1.0
-    assert step_cosine_factor(75, (50,), 0.1, 100, 0.0) == pytest.approx(0.5)
+    assert step_cosine_factor(50, 100, (50,), 0.1, 0.0) == 1.0
+    assert step_cosine_factor(75, 100, (50,), 0.1, 0.0) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("policy, k, expected", [
@@ -159,12 +163,12 @@ STEP_POLY = (("STEP", 0, 50), ("POLY", 50, 100))
     (STEP_POLY, 75, 0.005), (STEP_POLY, 100, 0.0),
 ])
 def test_chain(phases, k, expected):
-    assert chain_factor(k, phases, (20, 40, 60), 0.1, 1.0, 0.0) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert chain_factor(k, 100, phases, (20, 40, 60), 0.1, 1.0, 0.0) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_chain_holds_in_gaps_and_before_the_first_phase():
     phases = (("COSINE", 10, 20), ("CONSTANT", 30, 40))
-    assert [chain_factor(k, phases, (), 0.1, 1.0, 0.2) for k in (0, 9, 15, 20, 25, 35, 90)] == pytest.approx(
+    assert [chain_factor(k, 100, phases, (), 0.1, 1.0, 0.2) for k in (0, 9, 15, 20, 25, 35, 90)] == pytest.approx(
         [1.0, 1.0, 0.6, 0.2, 0.2, 0.2, 0.2])  # cosine from 1 to m = 0.2, halfway 0.6
 
 

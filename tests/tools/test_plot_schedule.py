@@ -7,8 +7,8 @@ from PIL import Image
 
 from pet.config import get_cfg
 from pet.models import build_model
-from pet.solver.lr_scheduler import lr_schedule_from_cfg
-from pet.solver.units import build_solver_units
+from pet.solver.schedule_config import lr_schedule_from_cfg
+from pet.solver.run_optimizers import build_solver_units
 from tests.tools.conftest import ROOT
 from tests.tools.test_cli_errors import load_tool
 

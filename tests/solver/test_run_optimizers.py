@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from pet.config import ConfigError, get_cfg
-from pet.solver.units import build_solver_units
+from pet.solver.run_optimizers import build_solver_units
 from tests.toy_model import toy_model
 
 
@@ -34,7 +34,7 @@ def test_each_entry_optimizes_its_modules_with_full_names_and_its_own_schedule()
 
 
 def test_parameters_in_no_entry_are_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="pet.solver.units"):
+    with caplog.at_level(logging.WARNING, logger="pet.solver.run_optimizers"):
         units_for({"head": {"MODULES": ["head"]}})
     assert "trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. cls_token" in caplog.text
 

@@ -6,18 +6,19 @@ the top-level ones. Without entries the run has one optimizer: the top-level one
 """
 from typing import Any, Dict
 
-from pet.config.errors import ConfigError
 from pet.config.node import CfgNode
-from pet.config.validation import (invalid_value, is_int, is_names, validate_optimizer_cfg,
-                                   validate_scheduler_cfg)
+from pet.config.rules import is_int, is_names
+from pet.config.schema import invalid_value
+from pet.errors import ConfigError
 
 ENTRY_KEYS = ("MODULES", "LOSSES", "STEP_INTERVAL", "OPTIMIZER", "SCHEDULER")
 
 
 def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
-    """name -> a node with OPTIMIZER, SCHEDULER, LR_SCALING, MODULES, LOSSES, STEP_INTERVAL, all validated.
+    """name -> a node with OPTIMIZER, SCHEDULER, LR_SCALING, MODULES, LOSSES, STEP_INTERVAL.
 
-    The single-optimizer case is the entry "" on every module and every loss.
+    The entries' own keys are checked here (their OPTIMIZER / SCHEDULER values by `validate_solver_cfg`). The
+    single-optimizer case is the entry "" on every module and every loss.
     """
     if not solver.OPTIMIZERS:
         return {"": _entry(solver.OPTIMIZER, solver.SCHEDULER, solver.LR_SCALING, (), (), 1)}
@@ -43,10 +44,10 @@ def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
                                       f"by SOLVER.OPTIMIZERS.{owner}; a parameter belongs to one optimizer")
             owners[module] = name
         optimizer, scheduler = solver.OPTIMIZER.clone(), solver.SCHEDULER.clone()
+        optimizer.defrost()  # clones of a frozen run config
+        scheduler.defrost()
         optimizer.merge_from_other_cfg(node.get("OPTIMIZER", {}), prefix=f"{key}.OPTIMIZER.")
         scheduler.merge_from_other_cfg(node.get("SCHEDULER", {}), prefix=f"{key}.SCHEDULER.")
-        validate_optimizer_cfg(optimizer, prefix=f"{key}.OPTIMIZER")
-        validate_scheduler_cfg(scheduler, prefix=f"{key}.SCHEDULER")
         entries[name] = _entry(optimizer, scheduler, solver.LR_SCALING, tuple(modules), tuple(losses), interval)
     return entries
 

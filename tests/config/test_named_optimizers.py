@@ -1,7 +1,7 @@
 """SOLVER.OPTIMIZERS: named entries laid over the top-level OPTIMIZER / SCHEDULER, validated with full keys."""
 import pytest
 
-from pet.config import ConfigError, get_cfg, optimizer_entries
+from pet.config import ConfigError, get_cfg, optimizer_entries, validate_solver_cfg
 
 
 def with_entries(entries, *overrides):
@@ -55,7 +55,7 @@ def test_entries_inherit_the_top_level_keys_and_override_some():
 ])
 def test_bad_entries_name_their_full_key(entries, message):
     with pytest.raises(ConfigError, match=message):
-        optimizer_entries(with_entries(entries))
+        validate_solver_cfg(with_entries(entries))
 
 
 def test_sibling_modules_with_a_common_prefix_do_not_overlap():

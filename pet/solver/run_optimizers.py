@@ -1,4 +1,5 @@
-"""Solver units: the optimizers of a run, each with its scheduler, modules, losses and step interval.
+"""The optimizers of a run: one `SolverUnit` per optimizer, each with its scheduler, modules, losses and step
+interval, built from a validated SOLVER config.
 
 A run with one optimizer has one unit (named ""); SOLVER.OPTIMIZERS gives one unit per entry (SpeeChain's
 optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). The trainer treats both alike.
@@ -11,11 +12,13 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
-from pet.config import ConfigError, optimizer_entries
-from pet.solver.lr_scaling import apply_linear_scaling
-from pet.solver.lr_scheduler import LearningRateScheduler, lr_schedule_from_cfg
-from pet.solver.optimizer import Optimizer
+from pet.config import optimizer_entries
+from pet.errors import ConfigError
+from pet.solver.lr_scaling import apply_linear_scaling, scaling_ratio
+from pet.solver.lr_scheduler import ClosedFormScheduler
+from pet.solver.optimizer import build_optimizer, optimizer_spec
 from pet.solver.param_groups import in_modules, trainable_parameters
+from pet.solver.schedule_config import lr_schedule_from_cfg, scheduler_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ class SolverUnit:
 
     name: str
     optimizer: torch.optim.Optimizer
-    scheduler: Optional[LearningRateScheduler] = None
+    scheduler: Optional[ClosedFormScheduler] = None
     losses: Tuple[str, ...] = ()
     step_interval: int = 1
 
@@ -51,19 +54,6 @@ class SolverUnit:
         return [f"{self.name}/{name}" if self.name else name for name in names]
 
 
-def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1) -> List[SolverUnit]:
-    """One unit per optimizer the SOLVER config describes, in config order."""
-    units = []
-    for name, entry in optimizer_entries(solver_cfg).items():
-        key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
-        check_modules(model, entry.MODULES, f"{key}.MODULES")
-        optimizer = Optimizer(model, entry.OPTIMIZER, modules=entry.MODULES, key=f"{key}.OPTIMIZER").build()
-        scheduler = LearningRateScheduler(optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=key)
-        units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
-    _warn_untrained(model, solver_cfg, units)
-    return units
-
-
 def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
     """A `ConfigError` for a name in `modules` that is not a submodule of `model` (a typo would otherwise leave
     that part of the model untrained without a word), or for modules without trainable parameters."""
@@ -78,6 +68,23 @@ def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
         raise ConfigError(f"{key} = {tuple(modules)!r}: these modules have no trainable parameters (all frozen)")
 
 
+def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1,
+                       images_per_update: int = 0) -> List[SolverUnit]:
+    """One unit per optimizer of the (validated) SOLVER config, in config order; with the linear scaling rule
+    applied for `images_per_update` (when LR_SCALING asks for it)."""
+    units = []
+    for name, entry in optimizer_entries(solver_cfg).items():
+        key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
+        check_modules(model, entry.MODULES, f"{key}.MODULES")
+        entry = apply_linear_scaling(entry, images_per_update)
+        optimizer = build_optimizer(model, optimizer_spec(entry.OPTIMIZER, f"{key}.OPTIMIZER"), entry.MODULES,
+                                    key=f"{key}.OPTIMIZER")
+        scheduler = ClosedFormScheduler(optimizer, **scheduler_arguments(optimizer, entry, iter_per_epoch, key))
+        units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
+    _warn_untrained(model, solver_cfg, units)
+    return units
+
+
 def images_per_update(cfg: Any, world_size: int = 1) -> int:
     """Images behind one optimizer update: TRAIN.BATCH_SIZE x processes x SOLVER.ACCUMULATION.STEPS."""
     return cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS
@@ -85,11 +92,22 @@ def images_per_update(cfg: Any, world_size: int = 1) -> int:
 
 def build_run_solver(model: nn.Module, cfg: Any, iter_per_epoch: int, world_size: int = 1
                      ) -> Tuple[List[SolverUnit], int]:
-    """The optimizers of a run and its length in iterations, from the whole config: the linear scaling rule for
-    the images per update, then one unit per optimizer."""
-    solver_cfg = apply_linear_scaling(cfg.SOLVER, images_per_update(cfg, world_size))
-    units = build_solver_units(model, solver_cfg, iter_per_epoch=iter_per_epoch)
-    return units, lr_schedule_from_cfg(solver_cfg, iter_per_epoch).total_iters
+    """The optimizers of a run and its length in iterations (the top-level schedule's), from the whole
+    (validated) config. A named optimizer whose schedule is longer than the run is a `ConfigError`."""
+    images = images_per_update(cfg, world_size)
+    ratio = scaling_ratio(cfg.SOLVER, images)
+    if ratio is not None:
+        logger.info("Linear scaling rule: %d images per update / REFERENCE_BATCH_SIZE %d = %.4g x every BASE_LR%s",
+                    images, cfg.SOLVER.LR_SCALING.REFERENCE_BATCH_SIZE, ratio,
+                    f"; iteration counts x {1 / ratio:.4g}" if cfg.SOLVER.LR_SCALING.SCALE_SCHEDULE else "")
+    units = build_solver_units(model, cfg.SOLVER, iter_per_epoch, images)
+    max_iter = lr_schedule_from_cfg(apply_linear_scaling(cfg.SOLVER, images), iter_per_epoch).total_iters
+    for unit in units:
+        if unit.name and unit.scheduler.schedule.total_iters > max_iter:
+            raise ConfigError(f"SOLVER.OPTIMIZERS.{unit.name}.SCHEDULER runs {unit.scheduler.schedule.total_iters} "
+                              f"iterations, longer than the run's {max_iter} (SOLVER.SCHEDULER); its schedule would "
+                              "be cut short")
+    return units, max_iter
 
 
 def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:

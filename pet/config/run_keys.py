@@ -1,0 +1,75 @@
+"""Every section of the config but SOLVER: the run's outputs, model, data, training and test keys (the README's
+training-config table), and the names of the data sets of each task."""
+from pet.config.rules import BOOL, PATH, Rule, int_at_least, is_int, is_number, one_of
+from pet.config.schema import Key, Section
+
+CLASSIFICATION_DATASETS = ("digits", "image_folder", "fake")
+DETECTION_DATASETS = ("shapes", "coco")
+
+RUN: Section = {
+    "OUTPUT_DIR": Key("output", Rule(lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
+                      "where a run writes its files"),
+    "SEED": Key(0, Rule(lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+                "seed of model init, data split and data order"),
+    "MODEL": {
+        "NAME": Key("resnet18", Rule(lambda v: isinstance(v, str) and v != "",
+                                     "a torchvision classification or detection model name"),
+                    "any torchvision classification model (`resnet50`, `mobilenet_v3_small`, `efficientnet_b0`, "
+                    "`swin_t`, `vit_b_16`, ...), split into `backbone` + `head`; or a detector (see "
+                    "[Detection](#detection)); no pretrained weights"),
+        "NUM_CLASSES": Key(10, int_at_least(2), "classifiers: outputs of the head, >= 2 and at least the data's "
+                                                "classes; detectors: categories + 1 (the background)"),
+        "NORM": Key("BN", one_of(("BN", "GN", "FROZEN_BN")), "`BN` keeps torchvision's BatchNorm2d; `GN` (GroupNorm) "
+                                                             "or `FROZEN_BN` (FrozenBatchNorm2d) replace every "
+                                                             "BatchNorm2d"),
+        "SMALL_INPUT": Key(False, BOOL, "stride-1 stem without max pool for 8-64 pixel images (ResNet, MobileNet, "
+                                        "EfficientNet families)"),
+        "DETECTION": {
+            "MIN_SIZE": Key(800, int_at_least(32), "detectors resize each image so that its short side is this many "
+                                                   "pixels ..."),
+            "MAX_SIZE": Key(1333, int_at_least(32), "... and its long side at most this many"),
+        },
+    },
+    "DATA": {
+        "DATASET": Key("digits", one_of(CLASSIFICATION_DATASETS + DETECTION_DATASETS, case_sensitive=True),
+                       "classification: `digits` (scikit-learn's bundled 8x8 digits, no download), `image_folder`, "
+                       "`fake` (torchvision FakeData); detection: `shapes` (generated), `coco`"),
+        "ROOT": Key("", Rule(lambda v: isinstance(v, str), "a folder path"),
+                    "`image_folder`: a folder with `train/<class>/*` and `val/<class>/*`; `coco`: the folder "
+                    "`DATA.COCO` paths are relative to; `shapes`: where the set is written (`\"\"`: `datasets/`)"),
+        "IMAGE_SIZE": Key(8, int_at_least(8), "image side for `image_folder`, `fake` (CIFAR-style padded crops up to "
+                                              "64, ImageNet-style resized crops above) and `shapes`"),
+        "VAL_FRACTION": Key(0.2, Rule(lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+                            "`digits`: share held out for validation, stratified per class"),
+        "FAKE_SIZE": Key(256, int_at_least(1), "`fake`: images per split"),
+        "NUM_WORKERS": Key(0, int_at_least(0), "data loader worker processes"),
+        "CHECK_IMAGES": Key(True, BOOL, "`image_folder`: open every image's header before training, so a broken "
+                                        "file stops the run at once"),
+        "SHAPES": {
+            "NUM_TRAIN": Key(1000, int_at_least(1), "`shapes`: training images"),
+            "NUM_VAL": Key(200, int_at_least(1), "`shapes`: validation images"),
+            "MAX_SHAPES": Key(3, int_at_least(1), "`shapes`: at most this many shapes per image (at least one)"),
+        },
+        "COCO": {
+            "TRAIN_IMAGES": Key("train2017", PATH, "`coco`: the training images folder"),
+            "TRAIN_JSON": Key("annotations/instances_train2017.json", PATH, "`coco`: the training annotation file"),
+            "VAL_IMAGES": Key("val2017", PATH, "`coco`: the validation images folder"),
+            "VAL_JSON": Key("annotations/instances_val2017.json", PATH, "`coco`: the validation annotation file"),
+        },
+    },
+    "TRAIN": {
+        "BATCH_SIZE": Key(32, int_at_least(1), "images per micro-batch per process"),
+        "CHECKPOINT_PERIOD": Key(1000, int_at_least(1), "iterations between checkpoints"),
+        "CHECKPOINTS_TO_KEEP": Key(3, int_at_least(1), "periodic checkpoints kept (`model_final.pth` always stays)"),
+        "WRITER_PERIOD": Key(20, int_at_least(1), "iterations between console, `metrics.json` and TensorBoard "
+                                                  "writes"),
+        "EVAL_PERIOD": Key(0, int_at_least(0, " (0: only at the end)"),
+                           "iterations between evaluations; 0: only at the end"),
+        "MAX_CONSECUTIVE_SKIPS": Key(20, int_at_least(0, " (0: never stop)"),
+                                     "stop with an error after this many skipped updates in a row, saving "
+                                     "`model_last_good.pth`; 0 never stops"),
+    },
+    "TEST": {
+        "BATCH_SIZE": Key(128, int_at_least(1), "evaluation batch per process"),
+    },
+}

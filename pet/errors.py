@@ -1,0 +1,23 @@
+"""The project's error types: each is a problem a user can act on, reported as one `error: ...` line by tools/.
+
+Anything else a run raises is a bug and keeps its traceback.
+"""
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: the message names the full key and what is allowed."""
+
+
+class DataError(RuntimeError):
+    """Data that cannot be read during training or evaluation; the message names the path."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the run; the message names the path."""
+
+
+class NonFiniteError(RuntimeError):
+    """Too many updates in a row were skipped for non-finite losses or gradients."""
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError)
