@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from pet.config import ConfigError, ignored_keys, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
+from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
 from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
@@ -195,6 +196,8 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     rank, world_size, device = init_distributed()
     setup_logging()
     report_ignored_keys(cfg)
+    if device.type == "cpu" and cfg.TRAIN.KEEP_FREED_MEMORY and not keep_freed_memory():
+        logger.info("TRAIN.KEEP_FREED_MEMORY: this C library has no mallopt; memory is managed as usual")
     seed_everything(cfg.SEED)
     data = build_data(cfg, world_size)
     model = build_model(cfg).to(device)  # the same initial weights in every process

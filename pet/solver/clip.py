@@ -47,11 +47,13 @@ def non_finite_flag(grads: List[Tensor]) -> Tensor:
     faster on CPU than an inf-norm, and unlike a 2-norm it cannot overflow for finite gradients.
     """
     flag = torch.zeros((), dtype=torch.float32, device=grads[0].device)
-    real = [g for g in grads if not g.is_complex()]
-    if real:
-        torch._amp_foreach_non_finite_check_and_unscale_(real, flag, torch.ones((), device=flag.device))
-    for g in grads:
-        if g.is_complex():  # the kernel takes real tensors only
+    dense = [g for g in grads if not (g.is_complex() or g.is_sparse)]
+    if dense:
+        torch._amp_foreach_non_finite_check_and_unscale_(dense, flag, torch.ones((), device=flag.device))
+    for g in grads:  # the kernel takes dense real tensors only
+        if g.is_sparse:
+            flag = torch.maximum(flag, is_non_finite(g.coalesce().values()))
+        elif g.is_complex():
             flag = torch.maximum(flag, is_non_finite(g))
     return flag
 

@@ -42,3 +42,9 @@ def test_the_non_finite_flag_is_exact(dtype, bad):
     assert flag.dtype == torch.float32 and flag.dim() == 0
     assert flag.item() == (0.0 if bad is None else 1.0)
     assert all(torch.equal(g, e) or bad is not None for g, e in zip(grads, expected))  # the values are unchanged
+
+
+@pytest.mark.parametrize("bad", [None, math.nan])
+def test_sparse_gradients_are_checked_too(bad):
+    sparse = torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0 if bad is None else bad], (4,))
+    assert non_finite_flag([torch.ones(3), sparse]).item() == (0.0 if bad is None else 1.0)
