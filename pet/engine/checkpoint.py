@@ -24,7 +24,8 @@ from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
-_PERIODIC = re.compile(r"model_(\d+)\.pth$")
+FINAL_NAMES = ("model_final", "model_last_good")
+_PERIODIC = re.compile(r"^model_(\d+)\.pth$")
 
 
 def safe_output_path(folder: str, name: str) -> str:
@@ -191,39 +192,92 @@ class Checkpointer:
         return path
 
     def _prune(self) -> None:
-        periodic = sorted(p for p in glob.glob(os.path.join(self.save_dir, "model_*.pth")) if _PERIODIC.search(p))
-        for old in periodic[:-self.keep]:
+        for old in self.periodic()[self.keep:]:
             os.remove(old)
 
-    def latest(self) -> Optional[str]:
-        """The newest complete checkpoint in `save_dir`, or None."""
+    def periodic(self) -> List[str]:
+        """The periodic checkpoints (`model_<iteration>.pth`), newest first: by iteration, not by name."""
+        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.save_dir, "model_*.pth"))
+                 for m in [_PERIODIC.search(os.path.basename(path))] if m]
+        return [path for _, path in sorted(found, reverse=True)]
+
+    def marked(self) -> Optional[str]:
+        """The path `last_checkpoint` names (whether or not that file still exists), or None without a marker."""
         marker = safe_output_path(self.save_dir, LAST_CHECKPOINT)
-        if not os.path.exists(marker):
+        if not os.path.lexists(marker):
             return None
+        if not os.path.isfile(marker):  # a FIFO or a folder would hang or fail the read
+            raise CheckpointError(f"{marker} is not a regular file; remove it")
         with open(marker, encoding="utf-8") as f:
             name = f.read().strip()
         if os.path.basename(name) != name or name in ("", ".", ".."):
             raise CheckpointError(f"{marker} names {name!r}, which is not a file in {self.save_dir}")
-        path = safe_output_path(self.save_dir, name)
-        return path if os.path.exists(path) else None
+        return safe_output_path(self.save_dir, name)
+
+    def latest(self) -> Optional[str]:
+        """The checkpoint `last_checkpoint` names, when it exists; else None."""
+        path = self.marked()
+        return path if path is not None and os.path.isfile(path) else None
+
+    def candidates(self) -> List[str]:
+        """Every checkpoint of `save_dir` a resume may start from, newest first: the one `last_checkpoint`
+        names, then the final and last-good ones, then the periodic ones by iteration."""
+        named = [self.marked(), *(os.path.join(self.save_dir, f"{name}.pth") for name in FINAL_NAMES),
+                 *self.periodic()]
+        ordered = list(dict.fromkeys(path for path in named if path is not None))
+        return [path for path in ordered if os.path.isfile(path) or path == named[0]]
+
+    def load_newest(self) -> Optional[Dict[str, Any]]:
+        """Load the newest checkpoint that reads completely (`candidates`), falling back with a warning past one
+        that is missing or broken; None when the folder holds none. A folder whose checkpoints all fail is a
+        `CheckpointError`: a resume never starts over silently."""
+        candidates = self.candidates()
+        for path in candidates:
+            try:
+                data = read_checkpoint(path)
+            except CheckpointError as e:
+                logger.warning("Cannot resume from %s (%s); trying an older checkpoint", path, e)
+                continue
+            return self.restore(data, path)
+        if candidates:
+            raise CheckpointError(f"no checkpoint in {self.save_dir} can be loaded (tried {', '.join(candidates)}); "
+                                  "remove the folder's last_checkpoint to start over")
+        return None
 
     def load(self, path: str, restore_rng: bool = True) -> Dict[str, Any]:
         """Load `path` into every registered object and return the whole checkpoint."""
-        data = read_checkpoint(path)
-        missing = [key for key in self.objects if key not in data]
-        if missing:
-            raise CheckpointError(f"checkpoint {path} has no state for {missing}")
+        return self.restore(read_checkpoint(path), path, restore_rng)
+
+    def restore(self, data: Dict[str, Any], path: str, restore_rng: bool = True) -> Dict[str, Any]:
+        """Load a checkpoint's contents (read from `path`) into every registered object."""
+        check_contents(data, path, self.objects)
         for key, obj in self.objects.items():
             try:
                 load_state(obj, data[key])
-            except (CheckpointError, ValueError, KeyError, RuntimeError) as e:
+            except (CheckpointError, ValueError, KeyError, RuntimeError, TypeError) as e:
                 raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
                                       f"{' '.join(str(e).split())}") from None
         state = rng_state_of_this_process(data["rng"], path) if restore_rng else None
         if state is not None:
-            restore_rng_state(state)
+            try:
+                restore_rng_state(state)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: {e}") from None
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
         return data
+
+
+def check_contents(data: Any, path: str, objects: Dict[str, Any]) -> None:
+    """A `CheckpointError` naming what a checkpoint lacks: a dict with every object's state, an integer
+    iteration and the RNG states."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a checkpoint of this project")
+    missing = [key for key in [*objects, "iteration", "rng"] if key not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} has no state for {missing}")
+    iteration = data["iteration"]
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise CheckpointError(f"checkpoint {path} holds the iteration {iteration!r}, not an integer >= 0")
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:

@@ -12,10 +12,12 @@ class EventStorage:
         self._latest: Dict[str, Tuple[float, int]] = {}
         self._windows: Dict[str, Deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.loss_names: Tuple[str, ...] = ()  # the model's own loss names (besides the total, `loss`)
+        self.version = 0  # counts the records, so that a writer can tell whether anything is new
 
     def put_scalar(self, name: str, value: float) -> None:
         """Record `value` for `name` at the current iteration."""
         value = float(value)
+        self.version += 1
         self._latest[name] = (value, self.iter)
         self._windows[name].append(value)
 

@@ -88,7 +88,8 @@ class LRSchedulerHook(HookBase):
 
 
 class EvalHook(HookBase):
-    """Runs `evaluate()` every `period` iterations (0: never mid-run) and after the last one."""
+    """Runs `evaluate()` every `period` iterations (0: never mid-run), and once more when training has run to
+    its end: in `after_train`, after the final checkpoint is on disk, so a failing evaluation cannot lose it."""
 
     def __init__(self, period: int, evaluate: Callable[[], Dict[str, float]]) -> None:
         self.period = period
@@ -96,28 +97,43 @@ class EvalHook(HookBase):
         self.results: Dict[str, float] = {}
 
     def after_step(self) -> None:
-        if self.every(self.period) or self.is_last_iter():
-            self.results = self.evaluate()
-            self.trainer.storage.put_scalars(**self.results)
-            logger.info("Evaluation at iteration %d: %s", self.trainer.iter + 1,
-                        ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
+        if self.every(self.period) and not self.is_last_iter():
+            self._evaluate()
+
+    def after_train(self) -> None:
+        if self.trainer.failure is None and self.trainer.iter + 1 >= self.trainer.max_iter:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        self.results = self.evaluate()
+        self.trainer.storage.put_scalars(**self.results)
+        logger.info("Evaluation at iteration %d: %s", self.trainer.iter + 1,
+                    ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
 
 
 class PeriodicWriter(HookBase):
-    """Hands the storage to every writer every `period` iterations and after the last one."""
+    """Hands the storage to every writer every `period` iterations, and once more when training ends (the last
+    iteration with its final evaluation, or what a stopped run recorded since the last write)."""
 
     def __init__(self, writers: List[EventWriter], period: int) -> None:
         self.writers = writers
         self.period = period
+        self._written = -1  # the storage's version at the last write
 
     def after_step(self) -> None:
-        if self.every(self.period) or self.is_last_iter():
-            for writer in self.writers:
-                writer.write(self.trainer.storage)
+        if self.every(self.period) and not self.is_last_iter():
+            self._write()
 
     def after_train(self) -> None:
+        if self.trainer.storage.version != self._written:
+            self._write()
         for writer in self.writers:
             writer.close()
+
+    def _write(self) -> None:
+        for writer in self.writers:
+            writer.write(self.trainer.storage)
+        self._written = self.trainer.storage.version
 
 
 class PeriodicCheckpointer(HookBase):

@@ -23,7 +23,7 @@ from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint,
 from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
 from pet.engine.logs import attach_log_file, setup_logging
-from pet.engine.output_dir import make_output_dir, write_config
+from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.resume import report_resume
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
@@ -105,14 +105,19 @@ class Run:
     start_iter: int
     max_iter: int
     output_dir: str
+    lock: Optional[FolderLock] = None  # rank 0's claim on the output folder
 
     def train(self) -> Dict[str, float]:
         """Run the remaining iterations; return the final evaluation results."""
-        if self.start_iter < self.max_iter:
-            self.trainer.train(self.start_iter, self.max_iter)
-        else:
-            logger.info("The checkpoint is at iteration %d of %d: nothing left to train", self.start_iter,
-                        self.max_iter)
+        try:
+            if self.start_iter < self.max_iter:
+                self.trainer.train(self.start_iter, self.max_iter)
+            else:
+                logger.info("The checkpoint is at iteration %d of %d: nothing left to train", self.start_iter,
+                            self.max_iter)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
         if is_main_process():
             logger.info("Outputs in %s: checkpoints (model_final.pth), metrics.json, TensorBoard events, log.txt",
                         os.path.abspath(self.output_dir))
@@ -146,21 +151,24 @@ def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, worl
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler)
 
 
-def open_output_dir(cfg: Any) -> None:
-    """The run's first write: OUTPUT_DIR, its config.yaml, and log.txt with the lines logged so far."""
+def claim_output(cfg: Any, resume: bool) -> Optional[FolderLock]:
+    """The run's first write: OUTPUT_DIR created and locked (rank 0); a new run moves an earlier one aside."""
+    return claim_output_dir(cfg.OUTPUT_DIR, resume) if is_main_process() else None
+
+
+def write_run_files(cfg: Any) -> None:
+    """OUTPUT_DIR/config.yaml, and log.txt with the lines logged so far (rank 0)."""
     if is_main_process():
-        make_output_dir(cfg.OUTPUT_DIR)
         write_config(cfg)
         attach_log_file(cfg.OUTPUT_DIR)
 
 
 def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, Any]:
-    """The latest checkpoint in OUTPUT_DIR, loaded (RNG states included), or {} when there is none."""
-    latest = checkpointer.latest()
-    if latest is None:
+    """The newest loadable checkpoint in OUTPUT_DIR, loaded (RNG states included), or {} when there is none."""
+    checkpoint = checkpointer.load_newest()
+    if checkpoint is None:
         logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
         return {}
-    checkpoint = checkpointer.load(latest)
     report_resume(checkpoint, cfg, world_size)
     return checkpoint
 
@@ -205,17 +213,18 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     solver = build_solver(cfg, model, data, world_size, device)
     checkpointer = build_checkpointer(cfg, model, solver, world_size)
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
-    open_output_dir(cfg)
+    lock = claim_output(cfg, resume)
+    checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
+    write_run_files(cfg)  # after the resume's checks: a refused resume leaves config.yaml as it was
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
-    checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
     start_iter = checkpoint.get("iteration", 0)
     trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size)
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
     trainer.register_hooks([PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD)])
-    return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR)
+    return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)
 
 
 def train(cfg: Any, resume: bool = False) -> Dict[str, float]:

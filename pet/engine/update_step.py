@@ -4,7 +4,8 @@ One iteration is one optimizer update (the LR schedule's k), whatever the number
 non-last micro-batches run in `no_sync()`, so gradients are all-reduced once per update. With float16, a
 GradScaler scales the loss, gradients are unscaled before the optimizer step (and so before clipping), and an
 update the scaler skips for inf/NaN gradients counts as skipped. A non-finite loss on any process skips the
-update on every process, so the replicas never diverge; parameters and optimizer state stay as they were.
+update on every process, so the replicas never diverge; parameters, optimizer state and the model's buffers
+(batch-norm statistics, which the forward pass of the skipped update already moved) stay as they were.
 
 Several optimizers (solver units) may share a step: each gets the gradient of its own losses on its own
 parameters, and steps after every `step_interval` iterations with the gradients averaged over them.
@@ -79,10 +80,15 @@ class UpdateStep:
         self.grad_scaler = grad_scaler
         self._targets: Optional[List[Target]] = None
         self._clip_counts: Dict[str, int] = {}  # each clipper's skip count at the last look
+        # Batch-norm statistics move in the forward pass: a skipped update puts them back (see `_restore_buffers`).
+        self._buffers = [b for b in model.buffers() if b.numel()]
+        self._saved_buffers = [b.detach().clone() for b in self._buffers]
 
     def __call__(self, batches: Iterator[Any], iteration: int) -> StepOutcome:
         """Run iteration `iteration` on the next micro-batches of `batches`."""
         due = [unit for unit in self.units if unit.is_due(iteration)]
+        if self._buffers:
+            torch._foreach_copy_(self._saved_buffers, self._buffers)
         losses = self._accumulate_gradients(batches)
         names = sorted(losses)
         if get_world_size() > 1:  # one collective for every loss: the mean, non-finite if any process's is
@@ -99,6 +105,8 @@ class UpdateStep:
             outcome.skipped, due = True, self.units  # every gradient since the last update may hold the NaN
         for unit in due:
             unit.optimizer.zero_grad(set_to_none=True)
+        if outcome.skipped and self._buffers:
+            torch._foreach_copy_(self._buffers, self._saved_buffers)  # as if the skipped batches were never seen
         return outcome
 
     def _loss_targets(self, loss_names: Sequence[str]) -> List[Target]:

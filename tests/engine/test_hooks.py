@@ -8,15 +8,23 @@ from pet.engine.hooks import EvalHook, LRSchedulerHook, PeriodicCheckpointer, Pe
 
 
 def fake_trainer(max_iter):
-    return SimpleNamespace(iter=0, max_iter=max_iter, storage=EventStorage())
+    return SimpleNamespace(iter=0, max_iter=max_iter, storage=EventStorage(), failure=None)
 
 
-def run(hook, max_iter):
-    hook.trainer = fake_trainer(max_iter)
-    hook.before_train()
+def run(hook, max_iter, *more_hooks):
+    """The hooks' life in a run of `max_iter` iterations, in registration order, as the trainer calls them."""
+    hooks = [hook, *more_hooks]
+    trainer = fake_trainer(max_iter)
+    for each in hooks:
+        each.trainer = trainer
+        each.before_train()
     for it in range(max_iter):
-        hook.trainer.iter = hook.trainer.storage.iter = it
-        hook.after_step()
+        trainer.iter = trainer.storage.iter = it
+        trainer.storage.put_scalar("loss", 1.0)  # what the step records
+        for each in hooks:
+            each.after_step()
+    for each in hooks:
+        each.after_train()
 
 
 def test_lr_hook_records_the_lr_the_step_ran_at_then_steps():
@@ -49,7 +57,7 @@ def test_evaluates_every_period_and_at_the_end():
     hook = EvalHook(3, lambda: calls.append(1) or {"val/accuracy": 50.0})
     run(hook, 7)
     assert len(calls) == 3  # after iterations 3, 6 and 7
-    assert hook.trainer.storage.latest()["val/accuracy"] == (50.0, 6)
+    assert hook.trainer.storage.latest()["val/accuracy"] == (50.0, 6)  # recorded at the last iteration, index 6
 
 
 def test_eval_period_zero_evaluates_only_at_the_end():
@@ -63,3 +71,25 @@ def test_writers_write_every_period_and_at_the_end():
     writer = SimpleNamespace(write=lambda storage: written.append(storage.iter), close=lambda: None)
     run(PeriodicWriter([writer], period=4), 10)
     assert written == [3, 7, 9]
+
+
+def test_the_final_evaluation_comes_after_the_final_checkpoint():
+    saved = []
+
+    def failing_evaluation():
+        assert saved, "evaluated before model_final was saved"
+        raise RuntimeError("evaluation failed")
+
+    checkpointer = PeriodicCheckpointer(SimpleNamespace(save=lambda name, it: saved.append(name)), period=100)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        run(EvalHook(0, failing_evaluation), 3, checkpointer)
+    assert saved == ["model_final"]
+
+
+def test_the_writer_writes_the_final_evaluation_with_the_last_iteration_once():
+    written = []
+    writer = SimpleNamespace(write=lambda storage: written.append((storage.iter, dict(storage.latest()))),
+                             close=lambda: None)
+    run(EvalHook(0, lambda: {"val/accuracy": 90.0}), 4, PeriodicWriter([writer], period=2))
+    assert [it for it, _ in written] == [1, 3]  # the period, then the end (not twice at the end)
+    assert written[-1][1]["val/accuracy"] == (90.0, 3)

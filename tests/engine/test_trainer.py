@@ -350,3 +350,42 @@ def test_the_skip_counters_are_saved_and_continued(tmp_path):
     resumed = make_trainer(mlp())
     Checkpointer(str(tmp_path), trainer=resumed).load(str(tmp_path / "model_final.pth"))
     assert (resumed.skipped_updates, resumed.consecutive_skips) == (2, 2)
+
+
+class NanImagesAt(torch.utils.data.Dataset):
+    """The trainer's usual data, with NaN images in the given samples."""
+
+    def __init__(self, bad):
+        self.data, self.bad = dataset(), set(bad)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        image, label = self.data[index]
+        return (torch.full_like(image, float("nan")) if index in self.bad else image), label
+
+
+class BuffersAfterEachStep(HookBase):
+    def __init__(self):
+        self.snapshots = []
+
+    def after_step(self):
+        self.snapshots.append({n: b.clone() for n, b in self.trainer.model.named_buffers()})
+
+
+def test_a_skipped_update_leaves_the_batch_norm_statistics_as_they_were():
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    sampler = ResumableBatchSampler(96, 8, seed=5)
+    bad_batch = next(b for i, b in enumerate(sampler) if i == 2)  # the samples of iteration 2
+    cfg = get_cfg()
+    trainer = Trainer(model, classification_losses, DataLoader(NanImagesAt(bad_batch[:1]), batch_sampler=sampler),
+                      Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), torch.device("cpu"))
+    buffers = BuffersAfterEachStep()
+    trainer.register_hooks([buffers])
+    trainer.train(0, 5)
+    assert trainer.skipped_updates == 1
+    for name, value in buffers.snapshots[2].items():  # the skipped iteration moved nothing, counters included
+        assert torch.equal(value, buffers.snapshots[1][name]), name
+    assert all(torch.isfinite(b.float()).all() for b in model.buffers())
+    assert not torch.equal(buffers.snapshots[3]["1.running_mean"], buffers.snapshots[2]["1.running_mean"])
