@@ -200,3 +200,64 @@ def test_each_process_gets_its_own_rng_state_back(tmp_path, monkeypatch):
     torch.manual_seed(99)
     Checkpointer(str(tmp_path)).load(str(tmp_path / "model_final.pth"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_pruning_orders_checkpoints_by_iteration_not_by_name(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path), keep=2, model=nn.Linear(1, 1))
+    for it in (9_999_990, 10_000_000, 10_000_010):  # "model_10000000" sorts before "model_9999990" as text
+        checkpointer.save(f"model_{it:07d}", it)
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_10000000.pth", "model_10000010.pth"]
+
+
+def test_resume_falls_back_past_a_missing_or_broken_checkpoint(tmp_path, caplog):
+    model = nn.Linear(2, 2)
+    checkpointer = Checkpointer(str(tmp_path), keep=5, model=model)
+    for it in (10, 20, 30):
+        checkpointer.save(f"model_{it:07d}", it)
+    (tmp_path / "model_0000030.pth").write_bytes(b"truncated")  # a disk fault, after the rename
+    assert checkpointer.load_newest()["iteration"] == 20
+    assert "Cannot resume from" in caplog.text and "model_0000030.pth" in caplog.text
+    (tmp_path / "last_checkpoint").write_text("model_0000040.pth\n")  # names a file that is gone
+    assert checkpointer.load_newest()["iteration"] == 20
+
+
+def test_periodic_checkpoints_without_a_marker_still_resume(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path), model=nn.Linear(2, 2))
+    checkpointer.save("model_0000010", 10)
+    checkpointer.save("model_0000020", 20)
+    os.remove(tmp_path / "last_checkpoint")
+    assert checkpointer.load_newest()["iteration"] == 20
+
+
+def test_a_folder_whose_checkpoints_all_fail_is_an_error_not_a_fresh_start(tmp_path):
+    (tmp_path / "last_checkpoint").write_text("model_0000040.pth\n")
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .* can be loaded .*remove the folder's "
+                                              r"last_checkpoint to start over"):
+        Checkpointer(str(tmp_path), model=nn.Linear(2, 2)).load_newest()
+    assert Checkpointer(str(tmp_path / "empty")).load_newest() is None  # nothing there: a fresh start
+
+
+def test_a_fifo_as_last_checkpoint_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "last_checkpoint")
+    with pytest.raises(CheckpointError, match=r"last_checkpoint is not a regular file"):
+        Checkpointer(str(tmp_path)).load_newest()
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda data: data.pop("rng"), r"has no state for \['rng'\]"),
+    (lambda data: data.update(iteration="12"), r"holds the iteration '12', not an integer"),
+    (lambda data: data.update(rng=[{"torch": torch.zeros(3)}]), r"holds RNG states that cannot be restored"),
+])
+def test_a_checkpoint_with_a_broken_field_names_it(tmp_path, broken, message):
+    Checkpointer(str(tmp_path), model=nn.Linear(2, 2)).save("model_final", 3)
+    data = read_checkpoint(str(tmp_path / "model_final.pth"))
+    broken(data)
+    torch.save(data, tmp_path / "model_final.pth")
+    with pytest.raises(CheckpointError, match=message):
+        Checkpointer(str(tmp_path), model=nn.Linear(2, 2)).load(str(tmp_path / "model_final.pth"))
+
+
+def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "weights.pth")
+    with pytest.raises(CheckpointError, match=r"holds a Tensor, not a checkpoint of this project"):
+        Checkpointer(str(tmp_path), model=nn.Linear(2, 2)).load(str(tmp_path / "weights.pth"))

@@ -192,3 +192,25 @@ def test_sigkill_at_many_moments_never_loses_the_run(tmp_path, reference):
     assert metrics(output) == metrics(reference[0])
     expected, got = final_weights(reference[0]), final_weights(output)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_one_run_at_a_time_per_folder_and_a_new_run_keeps_the_earlier_one(tmp_path, run_tool):
+    long_run = train_command(tmp_path, "SOLVER.SCHEDULER.TOTAL_ITERS", "100000")  # still running when the second starts
+    first = subprocess.Popen(long_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment())
+    deadline = time.time() + 120
+    while metrics_rows(tmp_path) < 2 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = run_tool(train_command(tmp_path))
+    assert first.poll() is None
+    first.send_signal(signal.SIGKILL)  # the lock goes with the process
+    first.wait()
+    assert second.returncode == 2
+    assert second.stderr.splitlines() == [f"error: OUTPUT_DIR = '{tmp_path}' is in use by another run (process "
+                                          f"{first.pid}); wait for it to end or choose another OUTPUT_DIR"]
+    first_rows = metrics(tmp_path)
+    third = run_tool(train_command(tmp_path, "SOLVER.SCHEDULER.TOTAL_ITERS", "12", "SOLVER.SCHEDULER.STEPS", "(11,)"))
+    assert third.returncode == 0, third.stderr
+    (archive,) = [name for name in os.listdir(tmp_path) if name.startswith("run-")]
+    assert f"its files are now in {tmp_path / archive}" in third.stdout
+    assert metrics(tmp_path / archive) == first_rows  # the earlier run, whole
+    assert [row["iteration"] for row in metrics(tmp_path)] == list(range(12))  # the new run, alone
