@@ -20,4 +20,17 @@ class NonFiniteError(RuntimeError):
     """Too many updates in a row were skipped for non-finite losses or gradients."""
 
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError)
+class Preempted(RuntimeError):
+    """A stop signal (SIGTERM, SIGUSR1, SIGINT) stopped the run between updates, with a checkpoint."""
+
+    def __init__(self, signal_name: str, iteration: int) -> None:
+        super().__init__(f"stopped by {signal_name} after {iteration} iterations; the checkpoint "
+                         f"model_{iteration:07d}.pth is saved: run again with --resume to continue")
+        self.signal_name, self.iteration = signal_name, iteration
+
+
+class DistributedError(RuntimeError):
+    """A collective operation failed: another process stalled past DISTRIBUTED.TIMEOUT_S, or died."""
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError, DistributedError)

@@ -75,4 +75,9 @@ RUN: Section = {
     "TEST": {
         "BATCH_SIZE": Key(128, int_at_least(1), "evaluation batch per process"),
     },
+    "DISTRIBUTED": {
+        "TIMEOUT_S": Key(1800.0, Rule(lambda v: is_number(v) and 1 <= v <= 86400, "a number of seconds in [1, 86400]"),
+                         "a collective operation that waits longer than this for another process fails the run with "
+                         "an error naming the process, instead of hanging"),
+    },
 }

@@ -4,7 +4,10 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from pet.config import get_cfg
-from pet.errors import USER_ERRORS
+from pet.errors import USER_ERRORS, Preempted
+
+# The exit code of a run that SIGTERM or SIGUSR1 stopped with a checkpoint (resume it with --resume).
+PREEMPTED_EXIT_CODE = 3
 
 
 class CommandLineError(ValueError):
@@ -32,7 +35,8 @@ def load_config(cfg_file: str, overrides: List[str]) -> Any:
 
 
 def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> int:
-    """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2, else return 0."""
+    """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2; a run stopped by SIGTERM or
+    SIGUSR1 returns 3 (SIGINT: 130) after its checkpoint; else return 0."""
     try:
         main(argv)
     except CommandLineError as e:
@@ -41,6 +45,10 @@ def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = 
     except USER_ERRORS as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        interrupted = e.signal_name == "SIGINT"
+        print(f"error: interrupted: {e}" if interrupted else str(e), file=sys.stderr)
+        return 130 if interrupted else PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

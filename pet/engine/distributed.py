@@ -1,4 +1,5 @@
 """torch.distributed set-up for runs launched with `torchrun`, and the few collectives the trainer needs."""
+import datetime
 import os
 from typing import Any, List, Tuple
 
@@ -6,11 +7,12 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed() -> Tuple[int, int, torch.device]:
+def init_distributed(timeout_s: float = 1800.0) -> Tuple[int, int, torch.device]:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world, device).
 
     A plain `python` launch is one process on the first GPU, or on the CPU. Several processes use nccl on GPUs
-    and gloo on CPUs.
+    and gloo on CPUs; a collective that waits longer than `timeout_s` for another process fails instead of
+    hanging.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -19,7 +21,7 @@ def init_distributed() -> Tuple[int, int, torch.device]:
     if cuda:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return get_rank(), world_size, device
 
 
@@ -53,6 +55,16 @@ def all_gather_objects(value: Any) -> List[Any]:
     gathered: List[Any] = [None] * get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+# What gloo and nccl say when a collective times out or a peer process is gone.
+COLLECTIVE_FAILURES = ("Timed out waiting", "Connection closed by peer", "Connection reset by peer",
+                       "collective operation timeout", "NCCL communicator was aborted")
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    """Whether `error` is a collective that timed out or lost a peer (not a bug in this process)."""
+    return any(text in str(error) for text in COLLECTIVE_FAILURES)
 
 
 def shutdown_distributed() -> None:

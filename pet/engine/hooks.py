@@ -9,8 +9,8 @@ import time
 from typing import Any, Callable, Dict, List
 
 from pet.engine.checkpoint import Checkpointer
-from pet.errors import NonFiniteError
 from pet.engine.writers import EventWriter
+from pet.errors import NonFiniteError, Preempted
 
 logger = logging.getLogger(__name__)
 
@@ -137,20 +137,29 @@ class PeriodicWriter(HookBase):
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one; when training
-    stops on non-finite updates, `model_last_good.pth` (skipped updates left the state as it was)."""
+    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one. When training
+    stops early: `model_last_good.pth` on non-finite updates (skipped updates left the state as it was), and
+    `model_<iter>.pth` where a stop signal stopped it."""
 
     def __init__(self, checkpointer: Checkpointer, period: int) -> None:
         self.checkpointer = checkpointer
         self.period = period
+        self._saved_at = -1
 
     def after_step(self) -> None:
         done = self.trainer.iter + 1
         if self.is_last_iter():
-            self.checkpointer.save("model_final", done)
+            self._save("model_final", done)
         elif self.every(self.period):
-            self.checkpointer.save(f"model_{done:07d}", done)
+            self._save(f"model_{done:07d}", done)
 
     def after_train(self) -> None:
-        if isinstance(self.trainer.failure, NonFiniteError):
-            self.checkpointer.save("model_last_good", self.trainer.iter + 1)
+        failure, done = self.trainer.failure, self.trainer.iter + 1
+        if isinstance(failure, NonFiniteError):
+            self._save("model_last_good", done)
+        elif isinstance(failure, Preempted) and self._saved_at != done:
+            self._save(f"model_{done:07d}", done)
+
+    def _save(self, name: str, done: int) -> None:
+        self.checkpointer.save(name, done)
+        self._saved_at = done

@@ -16,14 +16,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
+from pet.errors import DistributedError
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
-from pet.engine.distributed import get_rank, get_world_size, init_distributed, is_main_process
+from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
+                                    is_main_process)
 from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
 from pet.engine.logs import attach_log_file, setup_logging
 from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
+from pet.engine.preemption import StopSignals
 from pet.engine.resume import report_resume
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
@@ -109,6 +112,8 @@ class Run:
 
     def train(self) -> Dict[str, float]:
         """Run the remaining iterations; return the final evaluation results."""
+        signals = self.trainer.stop_signals = StopSignals()
+        signals.install()
         try:
             if self.start_iter < self.max_iter:
                 self.trainer.train(self.start_iter, self.max_iter)
@@ -116,6 +121,7 @@ class Run:
                 logger.info("The checkpoint is at iteration %d of %d: nothing left to train", self.start_iter,
                             self.max_iter)
         finally:
+            signals.uninstall()
             if self.lock is not None:
                 self.lock.release()
         if is_main_process():
@@ -201,7 +207,7 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
 def build_run(cfg: Any, resume: bool = False) -> Run:
     """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
     prepare_config(cfg)
-    rank, world_size, device = init_distributed()
+    rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
     setup_logging()
     report_ignored_keys(cfg)
     if device.type == "cpu" and cfg.TRAIN.KEEP_FREED_MEMORY and not keep_freed_memory():
@@ -230,16 +236,25 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
 def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
     """Train as the config says; with `resume`, continue from the latest checkpoint in OUTPUT_DIR.
 
-    Returns the final evaluation results.
+    Returns the final evaluation results. A collective operation that fails (another process stalled past
+    DISTRIBUTED.TIMEOUT_S, or died) is a `DistributedError` naming this process.
     """
-    return build_run(cfg, resume).train()
+    run = build_run(cfg, resume)
+    try:
+        return run.train()
+    except RuntimeError as e:
+        if get_world_size() > 1 and is_collective_failure(e):
+            raise DistributedError(f"process {get_rank()} of {get_world_size()}: a collective operation failed "
+                                   f"(DISTRIBUTED.TIMEOUT_S = {cfg.DISTRIBUTED.TIMEOUT_S}): another process stalled "
+                                   f"or died ({' '.join(str(e).split())[:200]})") from None
+        raise
 
 
 def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, Dataset, torch.device]:
     """The task and the model of a checkpoint (or of a bare state dict), with the validation set, on this
     process's device."""
     prepare_config(cfg)
-    _, _, device = init_distributed()
+    _, _, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
     setup_logging()
     task = task_of(cfg)
     val_set = build_dataset(cfg, "val")

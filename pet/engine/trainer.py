@@ -1,7 +1,8 @@
 """The training loop: `Trainer` runs the iterations of a run and calls the hooks around each.
 
 What one iteration does (micro-batches, mixed precision, the optimizers' steps, skipping non-finite updates) is
-`UpdateStep`'s job; the trainer counts the skipped updates and stops the run after too many in a row.
+`UpdateStep`'s job; the trainer counts the skipped updates, stops the run after too many in a row, and stops it
+between updates when a stop signal arrives (`preemption`).
 """
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -11,8 +12,9 @@ from torch import nn
 
 from pet.engine.events import EventStorage
 from pet.engine.hooks import HookBase
+from pet.engine.preemption import StopSignals
 from pet.engine.update_step import LossFunction, UpdateStep
-from pet.errors import NonFiniteError
+from pet.errors import NonFiniteError, Preempted
 from pet.solver.run_optimizers import SolverUnit
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Trainer:
         self.max_consecutive_skips = max_consecutive_skips
         self.consecutive_skips = 0
         self.failure: Optional[BaseException] = None  # why training stopped early, for the hooks' after_train
+        self.stop_signals: Optional[StopSignals] = None  # set by a run that honours SIGTERM / SIGUSR1 / SIGINT
         self.storage = EventStorage()
 
     def state_dict(self) -> Dict[str, int]:
@@ -83,6 +86,9 @@ class Trainer:
                 self.run_step()
                 for hook in self.hooks:
                     hook.after_step()
+                stop = self.stop_signals.agreed() if self.stop_signals is not None else None
+                if stop is not None and self.iter + 1 < max_iter:
+                    raise Preempted(stop, self.iter + 1)
         except BaseException as error:
             self.failure = error
             raise
