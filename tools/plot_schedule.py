@@ -5,31 +5,43 @@ a PNG with the lr of every group over the whole run (plus momentum and weight de
 """
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from pet.config import validate_cfg
-from pet.engine.cli import ArgumentParser, load_config, run
+from pet.config import optimizer_entries, validate_cfg
+from pet.engine.cli import ArgumentParser, CommandLineError, load_config, run
 from pet.engine.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
 from pet.solver.preview import schedule_curves
 from pet.solver.run_optimizers import build_run_solver
+from pet.solver.schedule_config import uses_epochs
 
 TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100
 
 
-def iterations_per_epoch(cfg, given: Optional[int], world_size: int) -> int:
+def iterations_per_epoch(cfg: Any, given: Optional[int], world_size: int) -> int:
     """`given`, or the count from the training set when the config uses epoch units (-1 when it does not)."""
     if given:
         return given
-    uses_epochs = any(node.get("TOTAL_EPOCHS") is not None or node.get("WARM_UP_EPOCHS") is not None
-                      for node in [cfg.SOLVER.SCHEDULER] + [e.get("SCHEDULER", {}) for e in cfg.SOLVER.OPTIMIZERS.values()])
-    if not uses_epochs:
+    if not any(uses_epochs(entry.SCHEDULER) for entry in optimizer_entries(cfg.SOLVER).values()):
         return -1
     from pet.data import build_dataset  # only epoch units need the data set (and its folder)
 
     return count_updates_per_epoch(cfg, len(build_dataset(cfg, "train")), world_size)
+
+
+def check_arguments(args: Any) -> None:
+    """Counts of at least one, and an image format matplotlib writes (it would add `.png` to anything else)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    for option, value in (("--world-size", args.world_size), ("--iter-per-epoch", args.iter_per_epoch)):
+        if value is not None and value < 1:
+            raise CommandLineError(f"{option} = {value} must be at least 1")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if args.out and os.path.splitext(args.out)[1].lstrip(".").lower() not in formats:
+        raise CommandLineError(f"--out {args.out!r} has no image extension; use one of "
+                               f"{', '.join('.' + name for name in sorted(formats))}")
 
 
 def plot(curves: Dict[str, Dict[str, List[float]]], path: str, title: str) -> None:
@@ -62,6 +74,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, List[float]]]:
     parser.add_argument("--world-size", type=int, default=1, metavar="N", help="processes of the planned run")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
+    check_arguments(args)
     cfg = load_config(args.cfg, args.opts)
     validate_cfg(cfg)
     seed_everything(cfg.SEED)

@@ -21,9 +21,11 @@ class CfgNode(_YacsCfgNode):
         """Merge a YAML file into this node; a missing, unreadable or malformed file is a `ConfigError`."""
         try:
             with open(cfg_filename, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f)
+                loaded = yaml.load(f, Loader=UniqueKeyLoader)
         except OSError as e:
             raise ConfigError(f"cannot read config file {cfg_filename}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {cfg_filename} is not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {cfg_filename} is not valid YAML: {_one_line(e)}") from None
         if not isinstance(loaded, dict):
@@ -52,6 +54,21 @@ class CfgNode(_YacsCfgNode):
             if leaf not in node:
                 raise ConfigError(_unknown_key_message(node, leaf, full_key))
             node[leaf] = _coerce(value, node[leaf], full_key)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key twice in one mapping is an error: PyYAML keeps the last one, so a
+    second `SOLVER:` would silently drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:

@@ -52,12 +52,14 @@ def optional(rule: Rule) -> Rule:
     return Rule(lambda v: v is None or rule.check(v), f"None or {rule.allowed}")
 
 
-def int_at_least(low: int, note: str = "") -> Rule:
-    """An integer >= `low`."""
-    return Rule(lambda v: is_int(v) and v >= low, f"an integer >= {low}{note}")
+def int_at_least(low: int, note: str = "", high: int = 10 ** 9) -> Rule:
+    """An integer >= `low`, and at most `high`: larger counts are typos, and some overflow or exhaust memory."""
+    most = f"1e{len(str(high)) - 1}" if high >= 10 ** 6 and str(high).strip("0") == "1" else str(high)
+    return Rule(lambda v: is_int(v) and low <= v <= high, f"an integer >= {low}{note} (at most {most})")
 
 
-POSITIVE_INT = Rule(lambda v: is_int(v) and v > 0, "an integer > 0")
+MAX_ITERATIONS = 10 ** 9  # more updates than any run makes; a typo, and 1e15 overflows what counts them
+POSITIVE_INT = Rule(lambda v: is_int(v) and 0 < v <= MAX_ITERATIONS, "an integer > 0 (at most 1e9)")
 POSITIVE = Rule(lambda v: is_number(v) and 0 < v < math.inf, "a number > 0")
 NON_NEGATIVE = Rule(lambda v: is_number(v) and 0 <= v < math.inf, "a number >= 0")
 AT_LEAST_ONE = Rule(lambda v: is_number(v) and 1 <= v < math.inf, "a number >= 1")
@@ -71,7 +73,7 @@ PATH = Rule(lambda v: isinstance(v, str) and v != "", "a non-empty path")
 BETAS = Rule(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(FRACTION.check(b) for b in v),
              "two numbers in [0, 1), e.g. (0.9, 0.999)")
 STEPS = Rule(lambda v: (isinstance(v, (list, tuple)) and len(v) > 0 and all(POSITIVE.check(s) for s in v)
-                        and all(a < b for a, b in zip(v, v[1:]))),
+                        and all(a < b for a, b in zip(v, v[1:])) and v[-1] <= MAX_ITERATIONS),
              "a non-empty, strictly increasing list of numbers > 0")
 PREFIX = Rule(lambda v: isinstance(v, str) and v.strip(".") == v and v != "",
               "a non-empty module name without leading or trailing dots")

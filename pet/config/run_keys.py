@@ -9,7 +9,7 @@ DETECTION_DATASETS = ("shapes", "coco")
 RUN: Section = {
     "OUTPUT_DIR": Key("output", Rule(lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
                       "where a run writes its files"),
-    "SEED": Key(0, Rule(lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "SEED": Key(0, Rule(lambda v: is_int(v) and 0 <= v < 2 ** 32, "an integer in [0, 2**32)"),
                 "seed of model init, data split and data order"),
     "MODEL": {
         "NAME": Key("resnet18", Rule(lambda v: isinstance(v, str) and v != "",
@@ -17,7 +17,7 @@ RUN: Section = {
                     "any torchvision classification model (`resnet50`, `mobilenet_v3_small`, `efficientnet_b0`, "
                     "`swin_t`, `vit_b_16`, ...), split into `backbone` + `head`; or a detector (see "
                     "[Detection](#detection)); no pretrained weights"),
-        "NUM_CLASSES": Key(10, int_at_least(2), "classifiers: outputs of the head, >= 2 and at least the data's "
+        "NUM_CLASSES": Key(10, int_at_least(2, high=10 ** 6), "classifiers: outputs of the head, >= 2 and at least the data's "
                                                 "classes; detectors: categories + 1 (the background)"),
         "NORM": Key("BN", one_of(("BN", "GN", "FROZEN_BN")), "`BN` keeps torchvision's BatchNorm2d; `GN` (GroupNorm) "
                                                              "or `FROZEN_BN` (FrozenBatchNorm2d) replace every "
@@ -41,10 +41,11 @@ RUN: Section = {
                                               "64, ImageNet-style resized crops above) and `shapes`"),
         "VAL_FRACTION": Key(0.2, Rule(lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)"),
                             "`digits`: share held out for validation, stratified per class"),
-        "FAKE_SIZE": Key(256, int_at_least(1), "`fake`: images per split"),
-        "NUM_WORKERS": Key(0, int_at_least(0), "data loader worker processes"),
-        "CHECK_IMAGES": Key(True, BOOL, "`image_folder`: open every image's header before training, so a broken "
-                                        "file stops the run at once"),
+        "FAKE_SIZE": Key(256, int_at_least(1, high=10 ** 7), "`fake`: images per split"),
+        "NUM_WORKERS": Key(0, int_at_least(0, high=256), "data loader worker processes"),
+        "CHECK_IMAGES": Key(True, BOOL, "`image_folder`: decode every image before training, so a broken or "
+                                        "truncated file stops the run at once (minutes for ImageNet: turn it off "
+                                        "there)"),
         "SHAPES": {
             "NUM_TRAIN": Key(1000, int_at_least(1), "`shapes`: training images"),
             "NUM_VAL": Key(200, int_at_least(1), "`shapes`: validation images"),
@@ -58,7 +59,7 @@ RUN: Section = {
         },
     },
     "TRAIN": {
-        "BATCH_SIZE": Key(32, int_at_least(1), "images per micro-batch per process"),
+        "BATCH_SIZE": Key(32, int_at_least(1, high=10 ** 6), "images per micro-batch per process"),
         "CHECKPOINT_PERIOD": Key(1000, int_at_least(1), "iterations between checkpoints"),
         "CHECKPOINTS_TO_KEEP": Key(3, int_at_least(1), "periodic checkpoints kept (`model_final.pth` always stays)"),
         "WRITER_PERIOD": Key(20, int_at_least(1), "iterations between console, `metrics.json` and TensorBoard "
@@ -73,7 +74,7 @@ RUN: Section = {
                                              "faults, about a fifth faster; the process's memory does not shrink"),
     },
     "TEST": {
-        "BATCH_SIZE": Key(128, int_at_least(1), "evaluation batch per process"),
+        "BATCH_SIZE": Key(128, int_at_least(1, high=10 ** 6), "evaluation batch per process"),
     },
     "DISTRIBUTED": {
         "TIMEOUT_S": Key(1800.0, Rule(lambda v: is_number(v) and 1 <= v <= 86400, "a number of seconds in [1, 86400]"),

@@ -1,9 +1,9 @@
 """The SOLVER section of the config: every key's default, rule and meaning (the README's SOLVER table)."""
 from typing import Any
 
-from pet.config.rules import (AT_LEAST_ONE, BETAS, BOOL, FACTOR, FRACTION, NON_NEGATIVE, OPEN_FRACTION,
-                              OVERRIDE_RULES, POSITIVE, POSITIVE_INT, PREFIX, STEPS, STRING, Rule, int_at_least, is_int,
-                              is_number, one_of, optional)
+from pet.config.rules import (AT_LEAST_ONE, BETAS, BOOL, FACTOR, FRACTION, MAX_ITERATIONS, NON_NEGATIVE,
+                              OPEN_FRACTION, OVERRIDE_RULES, POSITIVE, POSITIVE_INT, PREFIX, STEPS, STRING, Rule,
+                              int_at_least, is_int, is_number, one_of, optional)
 from pet.config.schema import Key, OpenSection, Section
 from pet.lr_policies import CHAIN_POLICIES, POLICIES
 
@@ -21,6 +21,8 @@ def _is_phases(v: Any) -> bool:
     return all(a[2] <= b[1] for a, b in zip(v, v[1:]))
 
 
+EPOCHS = Rule(lambda v: is_int(v) and 0 < v <= 10 ** 6, "an integer > 0 (at most 1e6)")
+WARMUP_EPOCHS = Rule(lambda v: is_number(v) and 0 <= v <= 10 ** 6, "a number >= 0 (at most 1e6)")
 PHASES = Rule(_is_phases, f"a list of (POLICY, BEGIN, END) with POLICY in {' | '.join(CHAIN_POLICIES)}, "
                           "0 <= BEGIN < END, in order, not overlapping")
 
@@ -73,16 +75,16 @@ OPTIMIZER: Section = {
 SCHEDULER: Section = {
     "POLICY": Key("STEP", one_of(POLICIES), ", ".join(f"`{name}`" for name in POLICIES)),
     "TOTAL_ITERS": Key(40000, POSITIVE_INT, "run length M in optimizer updates, when `TOTAL_EPOCHS` is None"),
-    "TOTAL_EPOCHS": Key(None, optional(POSITIVE_INT), "if set (integer > 0): M = TOTAL_EPOCHS x iter_per_epoch, "
-                                                         "and `STEPS` and `CHAIN.PHASES` are in epochs"),
+    "TOTAL_EPOCHS": Key(None, optional(EPOCHS), "if set (integer > 0): M = TOTAL_EPOCHS x iter_per_epoch, and "
+                                                "`STEPS` and `CHAIN.PHASES` are in epochs"),
     "STEPS": Key((30000,), STEPS, "milestones of `STEP`, `STEP_COSINE` and `CHAIN`'s STEP phases, strictly "
                                   "increasing, each in (0, M)"),
     "GAMMA": Key(0.1, FACTOR, "decay at each milestone, in (0, 1]"),
-    "WARM_UP_ITERS": Key(500, int_at_least(0, " (0 disables warmup)"),
+    "WARM_UP_ITERS": Key(500, int_at_least(0, " (0 disables warmup)", high=MAX_ITERATIONS),
                          "warmup length W in updates, when `WARM_UP_EPOCHS` is None; 0 disables warmup; not used by "
                          "`ONE_CYCLE` and `NOAM`"),
-    "WARM_UP_EPOCHS": Key(None, optional(NON_NEGATIVE), "if set: W = round(WARM_UP_EPOCHS x iter_per_epoch), "
-                                                        "fractions allowed; works without `TOTAL_EPOCHS`"),
+    "WARM_UP_EPOCHS": Key(None, optional(WARMUP_EPOCHS), "if set: W = round(WARM_UP_EPOCHS x iter_per_epoch), "
+                                                         "fractions allowed; works without `TOTAL_EPOCHS`"),
     "WARM_UP_FACTOR": Key(0.1, FACTOR, "F, the lr multiplier at the start of warmup, in (0, 1]"),
     "WARM_UP_METHOD": Key("LINEAR", one_of(WARMUP_METHODS), "`CONSTANT`, `LINEAR`, `EXP`"),
     "LR_POW": Key(0.9, POSITIVE, "power of `POLY`, > 0"),

@@ -21,7 +21,11 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
     """The `split` ("train" or "val") of the data set named by DATA.DATASET."""
     data = cfg.DATA
     if data.DATASET == "digits":
-        return DigitsDataset(split, val_fraction=data.VAL_FRACTION, seed=cfg.SEED)
+        try:
+            return DigitsDataset(split, val_fraction=data.VAL_FRACTION, seed=cfg.SEED)
+        except ValueError as e:  # scikit-learn's split needs every class in both parts
+            raise ConfigError(f"DATA.VAL_FRACTION = {data.VAL_FRACTION!r} leaves a split without every class: "
+                              f"{' '.join(str(e).split())}") from None
     if data.DATASET == "image_folder":
         return ImageFolderDataset(data.ROOT, split, data.IMAGE_SIZE, check_images=data.CHECK_IMAGES)
     if data.DATASET == "shapes":

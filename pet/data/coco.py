@@ -35,12 +35,15 @@ class CocoDetection(Dataset):
         for path, what in ((images_dir, "images folder"), (annotation_file, "annotation file")):
             if not os.path.exists(path):
                 raise DataError(f"the {what} {path} does not exist")
+        if not os.path.isfile(annotation_file):
+            raise DataError(f"the annotation file {annotation_file} is not a file")
         self.images_dir = images_dir
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
                 self.coco = COCO(annotation_file)
-        except (ValueError, KeyError, TypeError, AssertionError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
             raise DataError(f"{annotation_file} is not a COCO annotation file: {type(e).__name__}: {e}") from None
+        check_annotations(self.coco, annotation_file)
         self.category_ids: List[int] = sorted(self.coco.getCatIds())
         self.category_names: List[str] = [self.coco.cats[i]["name"] for i in self.category_ids]
         self.labels = {category_id: label for label, category_id in enumerate(self.category_ids, start=1)}
@@ -71,6 +74,20 @@ class CocoDetection(Dataset):
         boxes[:, 2:] += boxes[:, :2]
         labels = torch.tensor([self.labels[a["category_id"]] for a in annotations], dtype=torch.int64)
         return {"boxes": boxes, "labels": labels, "image_id": torch.tensor(image_id)}
+
+
+def check_annotations(coco: COCO, annotation_file: str) -> None:
+    """A `DataError` naming the first annotation whose box is not four numbers, or whose category is unknown,
+    before training rather than when its image is first drawn."""
+    for annotation in coco.anns.values():
+        box = annotation.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} has the bbox {box!r}, not four "
+                            "numbers [x, y, width, height]")
+        if annotation.get("category_id") not in coco.cats:
+            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} names the category "
+                            f"{annotation.get('category_id')!r}, which the file's categories do not hold")
 
 
 def has_area(bbox: Sequence[float]) -> bool:

@@ -42,12 +42,12 @@ class ImageFolderDataset(datasets.ImageFolder):
             self.check_images()
 
     def check_images(self) -> None:
-        """Open every image's header, so that an unreadable file stops the run before training (DataError)."""
+        """Decode every image, so that an unreadable or truncated file stops the run before training (DataError)."""
         for path, _ in tqdm(self.samples, desc=f"checking {os.path.basename(self.root)} images", leave=False,
                             disable=None):
             try:
                 with Image.open(path) as image:
-                    image.verify()
+                    image.load()  # the whole file: a truncated JPEG has a good header
             except Exception as e:  # PIL raises many types for broken files
                 raise DataError(f"cannot read image {path}: {' '.join(str(e).split())} (DATA.CHECK_IMAGES)") from None
 

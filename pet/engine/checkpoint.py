@@ -121,6 +121,15 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, An
                               f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
 
 
+def state_of(obj: Any) -> Dict[str, Any]:
+    """`obj.state_dict()`; an optimizer's also names its class, so that a checkpoint of another optimizer is
+    refused by name rather than failing on a missing state key."""
+    state = obj.state_dict()
+    if isinstance(obj, torch.optim.Optimizer):
+        state = dict(state, optimizer_class=type(obj).__name__)
+    return state
+
+
 def load_state(obj: Any, state: Dict[str, Any]) -> None:
     """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
     step counts) is taken: its groups keep the hyperparameters the current config gave them (lr, weight decay,
@@ -128,6 +137,11 @@ def load_state(obj: Any, state: Dict[str, Any]) -> None:
     if not isinstance(obj, torch.optim.Optimizer):
         obj.load_state_dict(state)
         return
+    state = dict(state)
+    saved_class = state.pop("optimizer_class", type(obj).__name__)
+    if saved_class != type(obj).__name__:
+        raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
+                              f"{type(obj).__name__}: SOLVER.OPTIMIZER.TYPE changed")
     check_optimizer_groups(obj, state)
     configured = [{key: value for key, value in group.items() if key != "params"} for group in obj.param_groups]
     obj.load_state_dict(state)
@@ -142,7 +156,7 @@ class StateDictGroup:
         self.members = members
 
     def state_dict(self) -> Dict[str, Any]:
-        return {name: member.state_dict() for name, member in self.members.items()}
+        return {name: state_of(member) for name, member in self.members.items()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if sorted(state) != sorted(self.members):
@@ -176,7 +190,7 @@ class Checkpointer:
         rng = gather_rng_states()
         if not self.enabled:
             return None
-        data = {key: obj.state_dict() for key, obj in self.objects.items()}
+        data = {key: state_of(obj) for key, obj in self.objects.items()}
         data.update(self.metadata, iteration=iteration, rng=rng)
         path = os.path.join(self.save_dir, f"{name}.pth")
         try:

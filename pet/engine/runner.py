@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
-from pet.errors import DistributedError
+from pet.errors import CheckpointError, DistributedError
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
@@ -32,6 +32,7 @@ from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
+from pet.models.norms import check_batch_statistics
 from pet.solver.run_optimizers import SolverUnit, build_run_solver, images_per_update
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     seed_everything(cfg.SEED)
     data = build_data(cfg, world_size)
     model = build_model(cfg).to(device)  # the same initial weights in every process
+    check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     solver = build_solver(cfg, model, data, world_size, device)
     checkpointer = build_checkpointer(cfg, model, solver, world_size)
@@ -260,9 +262,22 @@ def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, D
     val_set = build_dataset(cfg, "val")
     check_num_classes(cfg, val_set)
     model = build_model(cfg).to(device)
-    state = read_checkpoint(weights)
-    model.load_state_dict(state["model"] if "model" in state else state)
+    load_weights(model, weights)
     return task, model, val_set, device
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """The model weights of a checkpoint of this project, or of a plain state dict, into `model`; a file of
+    another model, or no state dict at all, is a `CheckpointError` naming the path."""
+    state = read_checkpoint(path)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = " ".join(str(e).split("\n", 1)[-1].split())[:300]
+        raise CheckpointError(f"{path} holds the weights of another model than MODEL.NAME: {first}") from None
 
 
 def evaluate(cfg: Any, weights: str) -> Dict[str, float]:

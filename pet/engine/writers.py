@@ -5,6 +5,7 @@ import logging
 import os
 from typing import Dict, Protocol
 
+from pet.engine.checkpoint import atomic_write
 from pet.engine.events import EventStorage
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,21 @@ class JSONWriter:
         self._file = open(path, "a", encoding="utf-8")
 
     def _truncate(self, start_iter: int) -> None:
-        with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["iteration"] < start_iter]
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+        """Keep the lines of iterations before `start_iter`, in a new file that replaces the old one (a hard link
+        to the old file elsewhere keeps the old contents). A line a killed run left half-written is dropped."""
+        kept, torn = [], 0
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    row = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    torn += 1
+                    continue
+                if row is not None and row.get("iteration", start_iter) < start_iter:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            logger.warning("%s: dropped %d line(s) that a killed run left half-written", self.path, torn)
+        atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
 
     def write(self, storage: EventStorage) -> None:
         for iteration, values in sorted(_updated_since(storage, self._last_iter).items()):

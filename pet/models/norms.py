@@ -31,3 +31,11 @@ def replace_batch_norms(model: nn.Module, make_norm: Callable[[int], nn.Module],
                 replaced += 1
     if not replaced:
         raise ConfigError(f"MODEL.NORM = {norm!r} replaces BatchNorm2d layers, and {name} has none; use BN")
+
+
+def check_batch_statistics(model: nn.Module, batch_size: int) -> None:
+    """Batch norm needs at least two values per channel in training: refuse one image per micro-batch for a model
+    with BatchNorm layers before training, rather than failing in the first forward pass."""
+    if batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ConfigError("TRAIN.BATCH_SIZE = 1 with BatchNorm layers: batch statistics need at least 2 images per "
+                          "process; use a larger batch, or MODEL.NORM GN or FROZEN_BN")

@@ -4,10 +4,12 @@ Epoch units (TOTAL_EPOCHS, WARM_UP_EPOCHS) need the iterations per epoch, which 
 keys that count updates (its declaration says which) are converted here, rounded, and checked again in updates, so
 that two epoch milestones that round to one iteration, or a phase that rounds to nothing, are refused.
 """
+import math
 from typing import Any, Dict, List
 
 import torch
 
+from pet.config.rules import MAX_ITERATIONS
 from pet.config.schema import invalid_value
 from pet.config.solver_keys import SCHEDULER
 from pet.errors import ConfigError
@@ -52,6 +54,10 @@ def lr_schedule_from_cfg(solver_cfg: Any, iter_per_epoch: int = -1, prefix: str 
         warmup = sched.WARM_UP_ITERS
     else:
         warmup = to_iterations(sched.WARM_UP_EPOCHS, iter_per_epoch)
+    for name, value in (("TOTAL_EPOCHS", total), ("WARM_UP_EPOCHS", warmup)):
+        if value > MAX_ITERATIONS:
+            raise ConfigError(f"{key}.{name} = {sched[name]!r} makes {value} iterations at {iter_per_epoch} per "
+                              f"epoch; at most {MAX_ITERATIONS} are allowed")
     return LRSchedule(policy_name, total, arguments, warmup, sched.WARM_UP_FACTOR, sched.WARM_UP_METHOD.upper())
 
 
@@ -95,6 +101,12 @@ def scheduler_arguments(optimizer: torch.optim.Optimizer, solver_cfg: Any, iter_
     """The keyword arguments of `ClosedFormScheduler` (all but the optimizer and start_iter) for the validated
     SOLVER node (or named optimizer entry) `solver_cfg`."""
     schedule = lr_schedule_from_cfg(solver_cfg, iter_per_epoch, prefix)
+    for group in optimizer.param_groups:
+        if not math.isfinite(group["lr"] * solver_cfg.LR_SCALING.FT_FACTOR):
+            raise ConfigError(f"the lr of param group {group.get('name', '?')} overflows to "
+                              f"{group['lr'] * solver_cfg.LR_SCALING.FT_FACTOR}: {prefix}.OPTIMIZER.BASE_LR = "
+                              f"{solver_cfg.OPTIMIZER.BASE_LR!r} x its factors x {prefix}.LR_SCALING.FT_FACTOR = "
+                              f"{solver_cfg.LR_SCALING.FT_FACTOR!r}")
     return {"schedule": schedule, "ft_factor": solver_cfg.LR_SCALING.FT_FACTOR,
             "fields": scheduled_fields_from_cfg(optimizer, solver_cfg.SCHEDULER, schedule.total_iters,
                                                 f"{prefix}.SCHEDULER"),

@@ -99,3 +99,22 @@ def test_broken_files_are_data_errors(coco_folder):
     dataset = CocoDetection(str(coco_folder / "images"), str(coco_folder / "instances.json"))
     with pytest.raises(DataError, match=r"cannot read image .*a\.png"):
         dataset[1]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["annotations"][0].update(bbox="1 2 10 5"), r"annotation 1 has the bbox '1 2 10 5', not four numbers"),
+    (lambda a: a["annotations"][1].pop("bbox"), r"annotation 2 has the bbox None, not four numbers"),
+    (lambda a: a["annotations"][0].update(category_id=9), r"annotation 1 names the category 9, which the file's "
+                                                          r"categories do not hold"),
+])
+def test_broken_annotations_are_named_when_the_file_is_read(coco_folder, change, message):
+    annotations = json.loads(json.dumps(ANNOTATIONS))
+    change(annotations)
+    (coco_folder / "bad.json").write_text(json.dumps(annotations))
+    with pytest.raises(DataError, match=message):
+        CocoDetection(str(coco_folder / "images"), str(coco_folder / "bad.json"))
+
+
+def test_a_folder_as_the_annotation_file_is_a_data_error(coco_folder):
+    with pytest.raises(DataError, match=r"the annotation file .*images is not a file"):
+        CocoDetection(str(coco_folder / "images"), str(coco_folder / "images"))

@@ -73,3 +73,12 @@ def test_fake_data_is_deterministic_and_splits_differ():
     assert len(train) == 8 and train[0][0].shape == (3, 12, 12)
     assert torch.equal(train[3][0], again[3][0])
     assert not torch.equal(train[3][0], val[3][0])
+
+
+def test_a_truncated_jpeg_is_caught_by_the_check(tmp_path):
+    root = make_folder(tmp_path)
+    image = root / "train" / "cat" / "big.jpg"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(image, quality=95)
+    image.write_bytes(image.read_bytes()[:600])  # the header is whole, the picture is cut
+    with pytest.raises(DataError, match=r"cannot read image .*big\.jpg"):
+        build_dataset(folder_cfg(root), "train")

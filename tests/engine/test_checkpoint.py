@@ -261,3 +261,14 @@ def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
     torch.save(torch.zeros(3), tmp_path / "weights.pth")
     with pytest.raises(CheckpointError, match=r"holds a Tensor, not a checkpoint of this project"):
         Checkpointer(str(tmp_path), model=nn.Linear(2, 2)).load(str(tmp_path / "weights.pth"))
+
+
+def test_a_checkpoint_of_another_optimizer_is_refused_by_name(tmp_path):
+    cfg = get_cfg()
+    model = toy_model()
+    Checkpointer(str(tmp_path), optimizer=Optimizer(model, cfg.SOLVER.OPTIMIZER).build()).save("model_final", 1)
+    cfg.SOLVER.OPTIMIZER.TYPE = "ADAMW"
+    adamw = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    with pytest.raises(CheckpointError, match=r"it holds the state of a SGD optimizer, but this run's is AdamW: "
+                                              r"SOLVER\.OPTIMIZER\.TYPE changed"):
+        Checkpointer(str(tmp_path), optimizer=adamw).load(str(tmp_path / "model_final.pth"))

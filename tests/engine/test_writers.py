@@ -1,5 +1,6 @@
 """Event writers: console line with ETA, metrics.json history (trimmed on resume), readable TensorBoard files."""
 import json
+import os
 import logging
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,3 +79,23 @@ def test_console_line_shows_each_of_the_models_losses_whatever_their_names(caplo
     with caplog.at_level(logging.INFO, logger="pet.engine.writers"):
         ConsoleWriter(max_iter=10).write(storage)
     assert "loss: 3.0000  bbox_regression: 1.0000  classification: 2.0000  lr: 0.01  val/mAP: 31.5" in caplog.text
+
+
+def test_a_torn_last_line_is_dropped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"iteration": 0, "loss": 1.0}\n{"iteration": 1, "loss": 0.9}\n{"iteration": 2, "lo')
+    with caplog.at_level(logging.WARNING, logger="pet.engine.writers"):
+        JSONWriter(str(path), start_iter=5).close()
+    assert [json.loads(line)["iteration"] for line in path.read_text().splitlines()] == [0, 1]
+    assert "dropped 1 line(s) that a killed run left half-written" in caplog.text
+
+
+def test_a_hard_link_to_metrics_elsewhere_is_not_rewritten(tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"iteration": 0}\n{"iteration": 7}\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(outside, run / "metrics.json")
+    JSONWriter(str(run / "metrics.json"), start_iter=3).close()
+    assert outside.read_text() == '{"iteration": 0}\n{"iteration": 7}\n'  # untouched
+    assert (run / "metrics.json").read_text() == '{"iteration": 0}\n'

@@ -55,6 +55,20 @@ YAML_VALUES = [
      "SOLVER.OPTIMIZERS.b.MODULES: 'haed' is not a module of the model; did you mean head?"),
     ("modules_nested", "SOLVER:\n  OPTIMIZERS:\n    a: {MODULES: [backbone]}\n    b: {MODULES: [backbone.layer1]}\n",
      "SOLVER.OPTIMIZERS.b.MODULES: module 'backbone.layer1' overlaps 'backbone'"),
+    ("seed_too_large", "SEED: 4294967296\n", "SEED = 4294967296 is invalid"),
+    ("val_fraction", "DATA:\n  VAL_FRACTION: 0.9999\n", "DATA.VAL_FRACTION = 0.9999 leaves a split without"),
+    ("warmup_epochs_huge", "SOLVER:\n  SCHEDULER:\n    WARM_UP_EPOCHS: 1.0e+308\n",
+     "SOLVER.SCHEDULER.WARM_UP_EPOCHS = 1e+308 is invalid"),
+    ("num_classes_huge", "MODEL:\n  NUM_CLASSES: 1000000000000\n", "MODEL.NUM_CLASSES = 1000000000000 is invalid"),
+    ("workers_huge", "DATA:\n  NUM_WORKERS: 1000000000000000000000000\n", "DATA.NUM_WORKERS = 10000000"),
+    ("batch_of_one", "TRAIN:\n  BATCH_SIZE: 1\n", "TRAIN.BATCH_SIZE = 1 with BatchNorm layers"),
+    ("total_iters_huge", "SOLVER:\n  SCHEDULER:\n    TOTAL_ITERS: 1000000000000000\n",
+     "SOLVER.SCHEDULER.TOTAL_ITERS = 1000000000000000 is invalid"),
+    ("test_batch_huge", "TEST:\n  BATCH_SIZE: 1000000000000000000000000\n", "TEST.BATCH_SIZE = 10000000"),
+    ("lr_overflow", "SOLVER:\n  OPTIMIZER:\n    BASE_LR: 1.0e+300\n  LR_SCALING:\n    FT_FACTOR: 1.0e+300\n",
+     "overflows to inf"),
+    ("own_rise_warmup", "SOLVER:\n  SCHEDULER:\n    POLICY: ONE_CYCLE\n    WARM_UP_ITERS: 100\n",
+     "SOLVER.SCHEDULER.WARM_UP_ITERS = 100 is not used with SOLVER.SCHEDULER.POLICY = 'ONE_CYCLE'"),
 ]
 YAML_STRUCTURE = [
     ("unknown_key", "SOLVER:\n  OPTIMIZER:\n    LR: 0.1\n", "unknown config key SOLVER.OPTIMIZER.LR"),
@@ -65,6 +79,8 @@ YAML_STRUCTURE = [
     ("empty", "", "must hold a mapping of keys, got NoneType"),
     ("list", "- SOLVER\n", "must hold a mapping of keys, got list"),
     ("missing_file", None, "cannot read config file"),
+    ("duplicate_key", "SOLVER:\n  OPTIMIZER:\n    BASE_LR: 0.1\nSOLVER:\n  SCHEDULER:\n    GAMMA: 0.5\n",
+     "the key 'SOLVER' appears twice in one mapping"),
 ]
 COMMAND_LINES = [
     ("odd", ["SOLVER.OPTIMIZER.BASE_LR"], "odd number of items"),
@@ -108,7 +124,7 @@ CASES = ([("yaml", *case) for case in YAML_VALUES + YAML_STRUCTURE]
 
 
 def test_the_matrix_has_at_least_forty_inputs():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 60
 
 
 @pytest.mark.parametrize("kind, name, payload, expected", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
@@ -170,3 +186,47 @@ def test_an_output_dir_that_cannot_be_a_folder_is_one_error_line(tmp_path, capsy
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: OUTPUT_DIR = {output!r}"), lines
     assert existing.read_text() == "precious" and sorted(os.listdir(tmp_path)) == ["taken"]
+
+
+def test_a_config_file_that_is_not_utf8_is_one_error_line(tmp_path, capsys):
+    cfg_file = tmp_path / "cfg.yaml"
+    raw = b"SOLVER:\n  OPTIMIZER:\n    BASE_LR: 0.1 # \xff\xfe latin-1 comment\n"
+    cfg_file.write_bytes(raw)
+    code = train_net.run(train_net.main, ["--cfg", str(cfg_file), "OUTPUT_DIR", str(tmp_path / "out")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    bad_byte = raw.index(b"\xff")
+    assert code == 2 and lines == [f"error: config file {cfg_file} is not UTF-8 text (byte {bad_byte})"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda a: a["annotations"][0].update(bbox="4 4 9 9"), "has the bbox '4 4 9 9', not four numbers"),
+    (lambda a: a["annotations"][0].pop("bbox"), "has the bbox None, not four numbers"),
+    (lambda a: a["annotations"][0].update(category_id=99), "names the category 99"),
+    (None, "is not a file"),
+])
+def test_broken_coco_annotations_stop_before_training(tmp_path, capsys, shapes_root, change, expected):
+    import json
+    import shutil
+
+    from tests.toy_detection import SHAPES_CFG, tiny_overrides
+
+    root = tmp_path / "data"
+    shutil.copytree(shapes_root, root)
+    folder = next(p for p in root.iterdir() if p.is_dir())
+    annotations = folder / "annotations" / "train.json"
+    if change is None:
+        annotations.unlink()
+        annotations.mkdir()
+    else:
+        data = json.loads(annotations.read_text())
+        change(data)
+        annotations.write_text(json.dumps(data))
+    overrides = tiny_overrides(str(root), str(tmp_path / "out"))
+    coco = ["DATA.DATASET", "coco", "DATA.ROOT", str(folder), "DATA.COCO.TRAIN_IMAGES", "train",
+            "DATA.COCO.TRAIN_JSON", "annotations/train.json", "DATA.COCO.VAL_IMAGES", "val",
+            "DATA.COCO.VAL_JSON", "annotations/val.json"]
+    code = train_net.run(train_net.main, ["--cfg", SHAPES_CFG, *overrides, *coco])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    assert not (tmp_path / "out").exists()

@@ -77,3 +77,36 @@ def test_a_real_process_exits_non_zero_with_no_traceback(tmp_path, run_tool):
     assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: STEP | COSINE | "
                              "STEP_COSINE | POLY | ONE_CYCLE | NOAM | CHAIN\n")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_test_net_refuses_weights_of_another_model_or_no_weights(tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "other.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    for name, message in (("other.pth", r"holds the weights of another model than MODEL\.NAME: Missing key"),
+                          ("list.pth", r"holds no model weights \(a list\)")):
+        code = test_net.run(test_net.main, ["--cfg", DEFAULT_CFG, "--weights", str(tmp_path / name)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), lines
+
+
+def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, capsys):
+    from pet.config import get_cfg
+    from pet.engine.checkpoint import Checkpointer
+    from pet.models import build_model
+    from pet.solver import Optimizer
+
+    cfg = get_cfg()
+    cfg.merge_from_file(DEFAULT_CFG)
+    model = build_model(cfg)
+    Checkpointer(str(tmp_path), model=model, optimizers=Optimizer(model, cfg.SOLVER.OPTIMIZER).build()).save(
+        "model_0000010", 10)  # a checkpoint of another layout: a bare optimizer where the run keeps a group
+    (tmp_path / "config.yaml").write_text("the earlier run's config\n")
+    before = sorted(os.listdir(tmp_path))
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path), "--resume"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "model_0000010.pth has no state for" in lines[0], lines
+    assert (tmp_path / "config.yaml").read_text() == "the earlier run's config\n"
+    assert sorted(os.listdir(tmp_path)) == sorted(before + [".lock"])

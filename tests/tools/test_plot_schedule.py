@@ -51,3 +51,17 @@ def test_momentum_and_weight_decay_panels_when_scheduled(tmp_path):
     momentum = curves["momentum"]["weight"]
     assert momentum[0] == pytest.approx(0.95 - 0.1 / 25) and min(momentum) == pytest.approx(0.85)
     assert curves["weight_decay"]["weight"][0] == 0.0005 and curves["weight_decay"]["norm+bias"][-1] == 0.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--world-size", "0"], r"--world-size = 0 must be at least 1"),
+    (["--iter-per-epoch", "-3"], r"--iter-per-epoch = -3 must be at least 1"),
+    (["--out", "schedule.graph"], r"--out 'schedule.graph' has no image extension; use one of .*\.png"),
+])
+def test_bad_options_are_one_error_line(tmp_path, capsys, argv, message):
+    import re
+
+    code = plot_schedule.run(plot_schedule.main, ["--cfg", CONFIGS[0], "OUTPUT_DIR", str(tmp_path), *argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), lines
+    assert os.listdir(tmp_path) == []
