@@ -132,6 +132,16 @@ SOLVER: Section = {
     "ACCUMULATION": {
         "STEPS": Key(1, int_at_least(1), "micro-batches per optimizer update; the schedule counts updates"),
     },
+    "EMA": {
+        "ENABLED": Key(False, BOOL, "keep an exponential moving average of the weights (and batch-norm statistics) "
+                                    "and evaluate it too, as `val_ema/...`"),
+        "DECAY": Key(0.9998, FRACTION, "the average's decay d once the ramp is over, in [0, 1)"),
+        "WARMUP_ITERS": Key(2000, int_at_least(0, " (0: no ramp)", high=MAX_ITERATIONS),
+                            "the ramp: update n of the average uses DECAY x (1 - exp(-n / WARMUP_ITERS)); 0: DECAY "
+                            "throughout"),
+        "UPDATE_PERIOD": Key(1, int_at_least(1, high=MAX_ITERATIONS),
+                             "optimizer updates between two updates of the average (skipped updates do not count)"),
+    },
     "AMP": {
         "ENABLED": Key(False, BOOL, "mixed precision"),
         "DTYPE": Key("float16", one_of(("float16", "bfloat16"), case_sensitive=True),

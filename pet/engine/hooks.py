@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List
 from pet.engine.checkpoint import Checkpointer
 from pet.engine.writers import EventWriter
 from pet.errors import NonFiniteError, Preempted
+from pet.solver.ema import WeightEMA
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +164,26 @@ class PeriodicCheckpointer(HookBase):
     def _save(self, name: str, done: int) -> None:
         self.checkpointer.save(name, done)
         self._saved_at = done
+
+
+class EMAHook(HookBase):
+    """Updates a weight EMA after every `period`-th optimizer update that was taken (not after skipped ones)."""
+
+    def __init__(self, ema: WeightEMA, period: int = 1) -> None:
+        self.ema = ema
+        self.period = period
+        self._taken = 0
+
+    def after_step(self) -> None:
+        if not self.trainer.last_outcome.skipped:
+            self._taken += 1
+            if self._taken % self.period == 0:
+                self.ema.update()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The average with the count of updates towards the next one."""
+        return {**self.ema.state_dict(), "taken": self._taken}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)
+        self._taken = int(state.get("taken", self.ema.updates * self.period))

@@ -23,7 +23,8 @@ from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
-from pet.engine.hooks import EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer, PeriodicWriter
+from pet.engine.hooks import (EMAHook, EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer,
+                              PeriodicWriter)
 from pet.engine.logs import attach_log_file, setup_logging
 from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.preemption import StopSignals
@@ -33,6 +34,7 @@ from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
 from pet.models.norms import check_batch_statistics
+from pet.solver.ema import WeightEMA
 from pet.solver.run_optimizers import SolverUnit, build_run_solver, images_per_update
 
 logger = logging.getLogger(__name__)
@@ -90,12 +92,13 @@ class RunData:
 
 @dataclass
 class RunSolver:
-    """The optimizers of a run, its length, and its mixed precision."""
+    """The optimizers of a run, its length, its mixed precision, and its weight average."""
 
     units: List[SolverUnit]
     max_iter: int
     amp_dtype: Optional[torch.dtype]
     grad_scaler: torch.amp.GradScaler
+    ema: Optional[EMAHook] = None
 
 
 @dataclass
@@ -146,16 +149,21 @@ def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: in
     amp = cfg.SOLVER.AMP
     amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
     check_unit_support(units, amp_dtype, world_size)
-    return RunSolver(units, max_iter, amp_dtype, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16))
+    ema = cfg.SOLVER.EMA
+    ema_hook = EMAHook(WeightEMA(model, ema.DECAY, ema.WARMUP_ITERS), ema.UPDATE_PERIOD) if ema.ENABLED else None
+    return RunSolver(units, max_iter, amp_dtype, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+                     ema_hook)
 
 
 def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, world_size: int) -> Checkpointer:
     """The checkpointer of the run's state (the trainer's counters join once the trainer exists)."""
     units = solver.units
+    extra = {"ema": solver.ema} if solver.ema is not None else {}
     return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
                         metadata={"config": cfg.dump(), "world_size": world_size}, model=model,
                         optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
-                        schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler)
+                        schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
+                        **extra)
 
 
 def claim_output(cfg: Any, resume: bool) -> Optional[FolderLock]:
@@ -192,13 +200,22 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
                       accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=solver.amp_dtype,
                       grad_scaler=scaler if scaler.is_enabled() else None,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
-    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, lambda: data.task.evaluate(model, val_loader, data.val_set, device))
+    def evaluate() -> Dict[str, float]:
+        results = data.task.evaluate(model, val_loader, data.val_set, device)
+        if solver.ema is not None:  # the average too, under val_ema/
+            with solver.ema.ema.swapped_in():
+                averaged = data.task.evaluate(model, val_loader, data.val_set, device)
+            results.update({name.replace("val/", "val_ema/", 1): value for name, value in averaged.items()})
+        return results
+
+    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, evaluate)
     writers = [ConsoleWriter(solver.max_iter),
                JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
         IterationTimer(),
         LRSchedulerHook(solver.units),
+        solver.ema,  # after the update, before it is evaluated or saved
         eval_hook,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
     ])
@@ -252,7 +269,8 @@ def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
         raise
 
 
-def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, Dataset, torch.device]:
+def load_trained_model(cfg: Any, weights: str, ema: bool = False) -> Tuple[Task, torch.nn.Module, Dataset,
+                                                                           torch.device]:
     """The task and the model of a checkpoint (or of a bare state dict), with the validation set, on this
     process's device."""
     prepare_config(cfg)
@@ -262,14 +280,18 @@ def load_trained_model(cfg: Any, weights: str) -> Tuple[Task, torch.nn.Module, D
     val_set = build_dataset(cfg, "val")
     check_num_classes(cfg, val_set)
     model = build_model(cfg).to(device)
-    load_weights(model, weights)
+    load_weights(model, weights, ema)
     return task, model, val_set, device
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """The model weights of a checkpoint of this project, or of a plain state dict, into `model`; a file of
-    another model, or no state dict at all, is a `CheckpointError` naming the path."""
+def load_weights(model: torch.nn.Module, path: str, ema: bool = False) -> None:
+    """The model weights of a checkpoint of this project (with `ema`: its weight average), or of a plain state
+    dict, into `model`; a file of another model, or no state dict at all, is a `CheckpointError` naming the path."""
     state = read_checkpoint(path)
+    if ema:
+        if not (isinstance(state, dict) and isinstance(state.get("ema"), dict)):
+            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+        state = state["ema"]["average"]
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__})")
@@ -280,9 +302,9 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         raise CheckpointError(f"{path} holds the weights of another model than MODEL.NAME: {first}") from None
 
 
-def evaluate(cfg: Any, weights: str) -> Dict[str, float]:
-    """Evaluate the model weights of a checkpoint on the validation set."""
-    task, model, val_set, device = load_trained_model(cfg, weights)
+def evaluate(cfg: Any, weights: str, ema: bool = False) -> Dict[str, float]:
+    """Evaluate the model weights of a checkpoint (with `ema`: its weight average) on the validation set."""
+    task, model, val_set, device = load_trained_model(cfg, weights, ema)
     val_loader = build_val_loader(cfg, val_set, get_rank(), get_world_size())
     results = task.evaluate(model, val_loader, val_set, device)
     logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))

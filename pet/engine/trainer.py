@@ -13,7 +13,7 @@ from torch import nn
 from pet.engine.events import EventStorage
 from pet.engine.hooks import HookBase
 from pet.engine.preemption import StopSignals
-from pet.engine.update_step import LossFunction, UpdateStep
+from pet.engine.update_step import LossFunction, StepOutcome, UpdateStep
 from pet.errors import NonFiniteError, Preempted
 from pet.solver.run_optimizers import SolverUnit
 
@@ -50,6 +50,7 @@ class Trainer:
         self.consecutive_skips = 0
         self.failure: Optional[BaseException] = None  # why training stopped early, for the hooks' after_train
         self.stop_signals: Optional[StopSignals] = None  # set by a run that honours SIGTERM / SIGUSR1 / SIGINT
+        self.last_outcome: Optional[StepOutcome] = None  # what the last iteration did, for the hooks
         self.storage = EventStorage()
 
     def state_dict(self) -> Dict[str, int]:
@@ -98,7 +99,7 @@ class Trainer:
 
     def run_step(self) -> None:
         """One iteration: the update step, then its losses and the skip counters into the storage."""
-        outcome = self.step(self._batches, self.iter)
+        outcome = self.last_outcome = self.step(self._batches, self.iter)
         self.skipped_updates += int(outcome.skipped)
         self.consecutive_skips = self.consecutive_skips + 1 if outcome.skipped else 0
         self.storage.loss_names = tuple(outcome.losses)

@@ -389,3 +389,15 @@ def test_a_skipped_update_leaves_the_batch_norm_statistics_as_they_were():
         assert torch.equal(value, buffers.snapshots[1][name]), name
     assert all(torch.isfinite(b.float()).all() for b in model.buffers())
     assert not torch.equal(buffers.snapshots[3]["1.running_mean"], buffers.snapshots[2]["1.running_mean"])
+
+
+def test_the_weight_average_moves_only_after_updates_that_were_taken():
+    from pet.engine.hooks import EMAHook
+    from pet.solver.ema import WeightEMA
+
+    model = FailsAt(mlp(), nan_loss_at=(5, 6))  # micro-batches 5 and 6: the third update is skipped
+    trainer = make_trainer(model, accumulation=2)
+    ema = WeightEMA(model, decay=0.5, warmup_iters=0)
+    trainer.register_hooks([EMAHook(ema, period=2)])
+    trainer.train(0, 6)  # 6 updates of 2 micro-batches; one skipped: 5 taken, the average updated after 2 and 4
+    assert trainer.skipped_updates == 1 and ema.updates == 2

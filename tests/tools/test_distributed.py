@@ -17,7 +17,8 @@ WORKER = os.path.join(ROOT, "tests", "tools", "ddp_worker.py")
 # other convolution kernels on some CPUs) about threefold per update, at 0.0002 it does not.
 OVERRIDES = ["MODEL.NORM", "GN", "SOLVER.OPTIMIZER.BASE_LR", "0.0002", "SOLVER.SCHEDULER.TOTAL_ITERS", "12",
              "SOLVER.SCHEDULER.STEPS", "(8,)",
-             "SOLVER.SCHEDULER.WARM_UP_ITERS", "3", "TRAIN.EVAL_PERIOD", "0", "TRAIN.WRITER_PERIOD", "4"]
+             "SOLVER.SCHEDULER.WARM_UP_ITERS", "3", "TRAIN.EVAL_PERIOD", "0", "TRAIN.WRITER_PERIOD", "4",
+             "SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.WARMUP_ITERS", "2"]
 
 
 def torchrun(run_tool, nproc, out, batch_size):
@@ -37,8 +38,9 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
     # Each process draws its own random numbers (augmentations, dropout), and the checkpoint keeps every stream.
     assert not torch.equal(rank0.pop("next_random"), rank1.pop("next_random"))
     assert len(read_checkpoint(str(tmp_path / "two" / "run" / "model_final.pth"))["rng"]) == 2
+    assert any(key.startswith("ema.") for key in rank0)  # the weight average is compared too
     for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key  # DDP replicas never diverge
+        assert torch.equal(rank0[key], rank1[key]), key  # DDP replicas (and their averages) never diverge
         torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
     # Only rank 0 writes files and logs.
     assert "Running with 2 process(es)" in two.stdout

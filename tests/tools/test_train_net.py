@@ -214,3 +214,37 @@ def test_one_run_at_a_time_per_folder_and_a_new_run_keeps_the_earlier_one(tmp_pa
     assert f"its files are now in {tmp_path / archive}" in third.stdout
     assert metrics(tmp_path / archive) == first_rows  # the earlier run, whole
     assert [row["iteration"] for row in metrics(tmp_path)] == list(range(12))  # the new run, alone
+
+
+EMA = ["SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.WARMUP_ITERS", "5", "SOLVER.EMA.DECAY", "0.9"]
+
+
+def test_the_weight_average_resumes_exactly_and_is_evaluated_and_exported(tmp_path, run_tool):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_tool(train_command(reference, *EMA)).returncode == 0
+    process = subprocess.Popen(train_command(killed, *EMA), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=environment())
+    deadline = time.time() + 120
+    while metrics_rows(killed) < 15 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert run_tool(train_command(killed, *EMA, "--resume")).returncode == 0
+    rows = metrics(reference)
+    assert metrics(killed) == rows and "val_ema/accuracy" in rows[-1] and "val/accuracy" in rows[-1]
+    saved, resumed = (read_checkpoint(str(folder / "model_final.pth"))["ema"] for folder in (reference, killed))
+    assert saved["updates"] == resumed["updates"] == 40
+    assert all(torch.equal(saved["average"][k], resumed["average"][k]) for k in saved["average"])
+
+    tested = run_tool([sys.executable, TEST_NET, "--cfg", DEFAULT_CFG, "--weights", str(reference / "model_final.pth"),
+                       "--ema", *FAST[-2:]])
+    assert tested.returncode == 0, tested.stderr
+    accuracy = float(tested.stdout.strip().splitlines()[-1].split()[0].split("=")[1])
+    assert abs(accuracy - rows[-1]["val_ema/accuracy"]) < 1e-3
+    exported = tmp_path / "average.pth"
+    export = run_tool([sys.executable, os.path.join(os.path.dirname(TEST_NET), "export_weights.py"), "--weights",
+                       str(reference / "model_final.pth"), "--out", str(exported), "--ema"])
+    assert export.returncode == 0, export.stderr
+    plain = torch.load(exported, weights_only=True)
+    assert plain.keys() == saved["average"].keys()
+    assert all(torch.equal(plain[k], saved["average"][k]) for k in plain)

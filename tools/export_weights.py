@@ -1,0 +1,43 @@
+"""Export a checkpoint's model weights as a plain state dict: `python tools/export_weights.py --weights CKPT
+--out FILE.pth [--ema]` (`--ema`: the weight average of a run with SOLVER.EMA.ENABLED).
+
+The file holds only `{parameter or buffer name: tensor}`, as torchvision's weight files do: no optimizer, no
+iteration, no config. It loads with `model.load_state_dict(torch.load(FILE, weights_only=True))`.
+"""
+import os
+import sys
+from typing import List, Optional
+
+import torch
+
+from pet.engine.checkpoint import atomic_write, read_checkpoint
+from pet.engine.cli import ArgumentParser, run
+from pet.errors import CheckpointError
+
+
+def model_state(path: str, ema: bool) -> dict:
+    """The model weights (or the weight average) a checkpoint of this project holds."""
+    data = read_checkpoint(path)
+    if not isinstance(data, dict) or "model" not in data:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+    if not ema:
+        return data["model"]
+    if not isinstance(data.get("ema"), dict):
+        raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+    return data["ema"]["average"]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint of this project (.pth)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="where the state dict goes (.pth)")
+    parser.add_argument("--ema", action="store_true", help="export the weight average instead of the weights")
+    args = parser.parse_intermixed_args(argv)
+    state = model_state(args.weights, args.ema)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    atomic_write(args.out, lambda f: torch.save(state, f))
+    print(f"Wrote {args.out}: {len(state)} tensors{' (the weight average)' if args.ema else ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
