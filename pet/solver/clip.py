@@ -10,7 +10,7 @@ inf or NaN (the form torch's fused kernels and `GradScaler` take as `found_inf`)
 the host.
 """
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -63,18 +63,20 @@ def clip_coefficient(total: Tensor, max_norm: float) -> Tensor:
     return torch.clamp(max_norm / (total + _EPS), max=1.0)
 
 
-def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
-    """Scale all `grads` in place so that their global norm is at most `max_norm`; return the non-finite flag."""
+def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tuple[Tensor, Tensor]:
+    """Scale all `grads` in place so that their global norm is at most `max_norm`; return the non-finite flag and
+    the global norm before clipping."""
     total = global_norm(grads, norm_type)
     torch._foreach_mul_(grads, clip_coefficient(total, max_norm))
-    return is_non_finite(total)
+    return is_non_finite(total), total
 
 
-def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tensor:
-    """Scale each of `grads` in place so that its own norm is at most `max_norm`; return the non-finite flag."""
+def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tuple[Tensor, Tensor]:
+    """Scale each of `grads` in place so that its own norm is at most `max_norm`; return the non-finite flag and
+    the global norm before clipping (the p-norm of the tensors' p-norms: no second pass over the gradients)."""
     norms = tensor_norms(grads, norm_type)
     torch._foreach_mul_(grads, list(clip_coefficient(norms, max_norm).unbind(0)))
-    return is_non_finite(norms)
+    return is_non_finite(norms), torch.linalg.vector_norm(norms, norm_type)
 
 
 def clip_value_(grads: List[Tensor], clip_value: float) -> Tensor:
@@ -85,13 +87,14 @@ def clip_value_(grads: List[Tensor], clip_value: float) -> Tensor:
     return flag
 
 
-def clip_(grads: List[Tensor], clip_type: str, clip_value: float = math.inf, norm_type: float = 2.0) -> Tensor:
+def clip_(grads: List[Tensor], clip_type: str, clip_value: float = math.inf,
+          norm_type: float = 2.0) -> Tuple[Tensor, Optional[Tensor]]:
     """Clip `grads` in place by `clip_type` (`full_model`, `norm`, `value`, or `none` for the check alone);
-    return the non-finite flag."""
+    return the non-finite flag, and the global norm before clipping where the clip type computes norms."""
     if clip_type == "full_model":
         return clip_full_model_(grads, clip_value, norm_type)
     if clip_type == "norm":
         return clip_per_tensor_(grads, clip_value, norm_type)
     if clip_type == "value":
-        return clip_value_(grads, clip_value)
-    return non_finite_flag(grads)
+        return clip_value_(grads, clip_value), None
+    return non_finite_flag(grads), None

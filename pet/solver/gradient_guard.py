@@ -67,6 +67,9 @@ class GradientClipper:
         self.norm_type = float(norm_type)
         self.skips = SkipCounter()
         self._attributes = StepAttributes()
+        # The global norm of the true gradients before clipping, of the last update, on their device (read it
+        # only where it is logged: reading synchronises); None where the clip type computes no norm.
+        self.last_norm: Optional[Tensor] = None
 
     @property
     def num_skipped(self) -> int:
@@ -84,7 +87,8 @@ class GradientClipper:
             self._before_host_step(params, grads)
 
     def _before_host_step(self, params: List[Tensor], grads: List[Tensor]) -> None:
-        if clip_(grads, self.clip_type, self.clip_value, self.norm_type).item():  # the update must not run
+        flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type)
+        if flag.item():  # the update must not run
             self.skips.add_host_skip()
             for p in params:
                 p.grad = None
@@ -96,13 +100,13 @@ class GradientClipper:
         scale = attributes.scaler_scale  # set when a GradScaler hands over scaled gradients
         if self.clip_type == "full_model":
             total = global_norm(grads, self.norm_type)
-            true_total = total if scale is None else total / scale
-            attributes.set_clip_coefficient(optimizer, clip_coefficient(true_total, self.clip_value))
+            self.last_norm = total if scale is None else total / scale
+            attributes.set_clip_coefficient(optimizer, clip_coefficient(self.last_norm, self.clip_value))
             flag = is_non_finite(total)
         else:
             if scale is not None and self.clip_type != "none":
                 attributes.unscale(optimizer, grads)  # per-tensor and value limits apply to true gradients
-            flag = clip_(grads, self.clip_type, self.clip_value, self.norm_type)
+            flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type)
         self.skips.add_device_flag(flag)
         attributes.set_found_inf(optimizer, flag)
 

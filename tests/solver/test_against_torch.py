@@ -490,6 +490,9 @@ def test_grad_scaler_loop_equals_torch_loop_with_unscale(opt, overflow_first, cl
         scaled_backward(reference_model, reference_scaler, update, overflow)
         reference_scaler.unscale_(reference)
         if clip and not overflow:
+            true_norm = torch.nn.utils.get_total_norm([p.grad for p in reference_model.parameters()], 2.0)
+            if clip != "value":  # the norm our clipping logs as grad_norm: of the true gradients, before clipping
+                torch.testing.assert_close(optimizer.grad_clipper.last_norm, true_norm)
             clipped |= torch_clip(list(reference_model.parameters()), clip, 2.0)
         reference_scaler.step(reference)
         reference_scaler.update()
