@@ -21,5 +21,9 @@ setup(
         "matplotlib>=3.5",  # tools/plot_schedule.py
         "pycocotools>=2.0.6",  # COCO annotations and box mAP
     ],
-    extras_require={"test": ["pytest>=7"], "bench": ["mmengine>=0.10"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        "optimizers": ["schedulefree>=1.3", "lion-pytorch>=0.2"],  # SOLVER.OPTIMIZER.TYPE as an import path
+        "bench": ["mmengine>=0.10", "timm>=1.0"],
+    },
 )

@@ -25,6 +25,11 @@ def _half_cosine(progress: float, min_factor: float) -> float:
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def constant_factor(k: int, total_iters: int) -> float:
+    """1: the base lr throughout (after the warmup); for optimizers that need no decay (schedule-free ones)."""
+    return 1.0
+
+
 def step_factor(k: int, total_iters: int, steps: Sequence[float], gamma: float) -> float:
     """GAMMA^(number of milestones <= k): the decay applies at the milestone itself."""
     return gamma ** bisect_right(steps, k)
@@ -148,6 +153,7 @@ def argument_name(key: str) -> str:
 
 
 POLICIES: Dict[str, Policy] = {
+    "CONSTANT": Policy(constant_factor),
     "STEP": Policy(step_factor, ("STEPS", "GAMMA"), ("STEPS",), check=_steps_inside),
     "COSINE": Policy(cosine_factor, ("MIN_LR_FACTOR",)),
     "STEP_COSINE": Policy(step_cosine_factor, ("STEPS", "GAMMA", "MIN_LR_FACTOR"), ("STEPS",), check=_steps_inside),

@@ -70,6 +70,8 @@ OPTIMIZER: Section = {
     "LAYER_DECAY": {
         "RATE": Key(1.0, FACTOR, "layer-wise lr decay of ViT / Swin backbones, in (0, 1]; 1 is off"),
     },
+    "KWARGS": OpenSection("further constructor arguments of the optimizer class (`{amsgrad: True}`, "
+                          "`{warmup_steps: 100}`), each checked against its signature"),
 }
 
 SCHEDULER: Section = {

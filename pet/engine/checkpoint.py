@@ -7,13 +7,14 @@ in the same folder, flushed and fsync'ed, then renamed over its final name, and 
 at any moment leaves either the old file or the complete new one, never half of one. `last_checkpoint` names
 the newest complete checkpoint and is replaced the same way.
 """
+import contextlib
 import glob
 import io
 import logging
 import os
 import random
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, ContextManager, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -143,7 +144,9 @@ def load_state(obj: Any, state: Dict[str, Any]) -> None:
         raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
                               f"{type(obj).__name__}: SOLVER.OPTIMIZER.TYPE changed")
     check_optimizer_groups(obj, state)
-    configured = [{key: value for key, value in group.items() if key != "params"} for group in obj.param_groups]
+    keys = getattr(obj, "configured_keys", None)  # set by the solver's builder; else every hyperparameter
+    configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
+                  for group in obj.param_groups]
     obj.load_state_dict(state)
     for group, hyperparameters in zip(obj.param_groups, configured):
         group.update(hyperparameters)
@@ -176,11 +179,12 @@ class Checkpointer:
     """
 
     def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, metadata: Optional[Dict[str, Any]] = None,
-                 **objects: Any) -> None:
+                 save_context: Callable[[], ContextManager] = contextlib.nullcontext, **objects: Any) -> None:
         self.save_dir = save_dir
         self.keep = keep
         self.enabled = enabled
         self.metadata = dict(metadata or {})
+        self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
         self.objects = objects
 
     def save(self, name: str, iteration: int) -> Optional[str]:
@@ -188,10 +192,18 @@ class Checkpointer:
         process; return its path. Every process calls it (the RNG states are gathered); only an enabled one
         writes."""
         rng = gather_rng_states()
-        if not self.enabled:
-            return None
-        data = {key: state_of(obj) for key, obj in self.objects.items()}
-        data.update(self.metadata, iteration=iteration, rng=rng)
+        # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
+        # hold the model's own tensors, so they are written before it is left.
+        with self.save_context():
+            if not self.enabled:
+                return None
+            path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()}, **self.metadata,
+                                          iteration=iteration, rng=rng))
+        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+        self._prune()
+        return path
+
+    def _write(self, name: str, data: Dict[str, Any]) -> str:
         path = os.path.join(self.save_dir, f"{name}.pth")
         try:
             atomic_write(path, lambda f: torch.save(data, f))
@@ -201,8 +213,6 @@ class Checkpointer:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
                                   + (f"the previous checkpoint {kept} is intact" if kept else "no checkpoint is kept")
                                   ) from None
-        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
-        self._prune()
         return path
 
     def _prune(self) -> None:

@@ -88,6 +88,31 @@ class LRSchedulerHook(HookBase):
             unit.scheduler.step()
 
 
+class GradNormHook(HookBase):
+    """Records the global gradient norm that clipping computed anyway (of the true gradients, before clipping) as
+    `grad_norm` (`grad_norm/<optimizer>` for named optimizers), at the iterations the writers write: reading it
+    waits for the device, so it is read there alone. Units whose clip type computes no norm are left out."""
+
+    def __init__(self, units: List[Any], period: int) -> None:
+        self.period = period
+        named = len(units) > 1
+        self._clippers = {f"grad_norm/{unit.name}" if named else "grad_norm": unit.optimizer.grad_clipper
+                          for unit in units if computes_norm(unit.optimizer)}
+
+    def after_step(self) -> None:
+        if not (self.every(self.period) or self.is_last_iter()):
+            return
+        for name, clipper in self._clippers.items():
+            if clipper.last_norm is not None:
+                self.trainer.storage.put_scalar(name, clipper.last_norm)
+
+
+def computes_norm(optimizer: Any) -> bool:
+    """Whether the optimizer's gradient guard computes a gradient norm (`full_model` or `norm` clipping)."""
+    clipper = getattr(optimizer, "grad_clipper", None)
+    return clipper is not None and clipper.clip_type in ("full_model", "norm")
+
+
 class EvalHook(HookBase):
     """Runs `evaluate()` every `period` iterations (0: never mid-run), and once more when training has run to
     its end: in `after_train`, after the final checkpoint is on disk, so a failing evaluation cannot lose it."""

@@ -8,7 +8,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -17,18 +17,19 @@ from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
 from pet.errors import CheckpointError, DistributedError
-from pet.data import build_dataset, build_train_loader, build_val_loader
+from pet.data import build_dataset, build_statistics_loader, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
-from pet.engine.hooks import (EMAHook, EvalHook, IterationTimer, LRSchedulerHook, PeriodicCheckpointer,
-                              PeriodicWriter)
+from pet.engine.hooks import (EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
+                              PeriodicCheckpointer, PeriodicWriter, computes_norm)
 from pet.engine.logs import attach_log_file, setup_logging
 from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.preemption import StopSignals
 from pet.engine.resume import report_resume
+from pet.engine.schedule_free_weights import averaged_weights
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
@@ -36,6 +37,7 @@ from pet.models import build_model
 from pet.models.norms import check_batch_statistics
 from pet.solver.ema import WeightEMA
 from pet.solver.run_optimizers import SolverUnit, build_run_solver, images_per_update
+from pet.solver.schedule_free import training_mode
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class Run:
         """Run the remaining iterations; return the final evaluation results."""
         signals = self.trainer.stop_signals = StopSignals()
         signals.install()
+        training_mode([unit.optimizer for unit in self.units])  # schedule-free optimizers: the training weights
         try:
             if self.start_iter < self.max_iter:
                 self.trainer.train(self.start_iter, self.max_iter)
@@ -155,12 +158,24 @@ def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: in
                      ema_hook)
 
 
-def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, world_size: int) -> Checkpointer:
+def weights_for_use(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, rank: int, world_size: int,
+                    device: torch.device) -> Callable[[], ContextManager]:
+    """The context in which the model holds the weights to evaluate and save: a schedule-free optimizer's average
+    (BatchNorm statistics recomputed for it on classification data), else the trained weights themselves."""
+    optimizers = [unit.optimizer for unit in solver.units]
+    loader = (lambda: build_statistics_loader(cfg, data.train_set, rank, world_size)) \
+        if data.task.name == "classification" else None
+    return lambda: averaged_weights(optimizers, model, loader, device)
+
+
+def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, world_size: int,
+                       save_context: Callable[[], ContextManager]) -> Checkpointer:
     """The checkpointer of the run's state (the trainer's counters join once the trainer exists)."""
     units = solver.units
     extra = {"ema": solver.ema} if solver.ema is not None else {}
     return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
-                        metadata={"config": cfg.dump(), "world_size": world_size}, model=model,
+                        metadata={"config": cfg.dump(), "world_size": world_size},
+                        save_context=save_context, model=model,
                         optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
                         **extra)
@@ -189,7 +204,8 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
 
 
 def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, device: torch.device,
-                  start_iter: int, rank: int, world_size: int) -> Tuple[Trainer, EvalHook]:
+                  start_iter: int, rank: int, world_size: int,
+                  weights: Callable[[], ContextManager]) -> Tuple[Trainer, EvalHook]:
     """The trainer (DDP-wrapped model, the data from `start_iter` on) and its hooks, in the order they must run."""
     ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world_size > 1 else model
@@ -201,11 +217,12 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
                       grad_scaler=scaler if scaler.is_enabled() else None,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
     def evaluate() -> Dict[str, float]:
-        results = data.task.evaluate(model, val_loader, data.val_set, device)
-        if solver.ema is not None:  # the average too, under val_ema/
-            with solver.ema.ema.swapped_in():
-                averaged = data.task.evaluate(model, val_loader, data.val_set, device)
-            results.update({name.replace("val/", "val_ema/", 1): value for name, value in averaged.items()})
+        with weights():  # a schedule-free optimizer's average
+            results = data.task.evaluate(model, val_loader, data.val_set, device)
+            if solver.ema is not None:  # the average too, under val_ema/
+                with solver.ema.ema.swapped_in():
+                    averaged = data.task.evaluate(model, val_loader, data.val_set, device)
+                results.update({name.replace("val/", "val_ema/", 1): value for name, value in averaged.items()})
         return results
 
     eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, evaluate)
@@ -215,6 +232,8 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
     trainer.register_hooks([
         IterationTimer(),
         LRSchedulerHook(solver.units),
+        GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(computes_norm(u.optimizer) for u in solver.units)
+        else None,
         solver.ema,  # after the update, before it is evaluated or saved
         eval_hook,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
@@ -236,7 +255,8 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     solver = build_solver(cfg, model, data, world_size, device)
-    checkpointer = build_checkpointer(cfg, model, solver, world_size)
+    weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
+    checkpointer = build_checkpointer(cfg, model, solver, world_size, weights)
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     lock = claim_output(cfg, resume)
     checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
@@ -244,7 +264,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
-    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size)
+    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size, weights)
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed

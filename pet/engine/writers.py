@@ -44,7 +44,8 @@ class ConsoleWriter:
         for name in ("loss",) + storage.loss_names:
             if name in latest:
                 parts.append(f"{name}: {storage.median(name):.4f}")
-        for name in ("lr", "val/accuracy", "val/mAP", "skipped_updates"):
+        grad_norms = sorted(name for name in latest if name.split("/")[0] == "grad_norm")
+        for name in ("lr", *grad_norms, "val/accuracy", "val/mAP", "skipped_updates"):
             if name in latest:
                 parts.append(f"{name}: {latest[name][0]:.6g}")
         if "time" in latest:

@@ -6,6 +6,7 @@ check) as a step pre-hook. `Optimizer(model, cfg.SOLVER.OPTIMIZER).build()` vali
 into an `OptimizerSpec` (`optimizer_spec`), and calls it. The returned object is the plain torch optimizer:
 nothing is subclassed or swapped at run time.
 """
+import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str
     check_supported(spec.kind, groups, key)
     kwargs = dict(spec.kwargs, **implementation_kwargs(spec.kind, groups, spec.implementation, key))
     optimizer = construct_optimizer(spec.kind.cls, groups, kwargs, key=f"{key}.TYPE")
+    # What a resume takes from the config rather than from the checkpoint (the rest of a group is state).
+    optimizer.configured_keys = {"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude",
+                                 *kwargs}
     if spec.guard is not None:
         add_gradient_clipping(optimizer, *spec.guard)
     if needs_first_step_guard(optimizer):
@@ -156,6 +160,25 @@ def optimizer_kwargs(kind: OptimizerType, cfg: Any, key: str = "SOLVER.OPTIMIZER
     return kwargs
 
 
+def extra_kwargs(kind: OptimizerType, given: Dict[str, Any], mapped: Dict[str, Any],
+                 key: str = "SOLVER.OPTIMIZER") -> Dict[str, Any]:
+    """KWARGS checked against the constructor of the class of `kind`: an argument it does not take, or one that a
+    config key already sets (`mapped`, the lr, the weight decay, the kernels), is a `ConfigError` naming it."""
+    parameters = inspect.signature(kind.cls.__init__).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    reserved = {"self", "params", "lr", "weight_decay", "fused", "foreach", *mapped}
+    accepted = sorted(name for name in parameters if name not in reserved and parameters[name].kind not in (
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD))
+    for name in given:
+        if name in reserved:
+            raise ConfigError(f"{key}.KWARGS.{name} is set by the config's own keys (BASE_LR, WEIGHT_DECAY*, "
+                              f"MOMENTUM, NESTEROV, BETAS, EPS, KERNELS); set it there")
+        if name not in parameters and not open_ended:
+            raise ConfigError(f"{key}.KWARGS.{name}: {kind.cls.__name__} takes no argument {name!r}; it takes "
+                              f"{', '.join(accepted) or 'no further arguments'}")
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
+
+
 def guard_settings(cfg: Any) -> Optional[GuardSettings]:
     """The gradient guard of SOLVER.OPTIMIZER `cfg`: CLIP_GRADIENTS when it is enabled, else the bare non-finite
     check when NONFINITE.CHECK_GRADIENTS is on, else None."""
@@ -168,8 +191,9 @@ def guard_settings(cfg: Any) -> Optional[GuardSettings]:
 def optimizer_spec(cfg: Any, key: str = "SOLVER.OPTIMIZER") -> OptimizerSpec:
     """Read a validated SOLVER.OPTIMIZER node into an `OptimizerSpec` (an unknown TYPE is a `ConfigError`)."""
     kind = optimizer_type(cfg.TYPE, key=f"{key}.TYPE")
-    return OptimizerSpec(kind, group_rules(cfg), optimizer_kwargs(kind, cfg, key),
-                         cfg.KERNELS.IMPLEMENTATION.upper(), guard_settings(cfg))
+    kwargs = optimizer_kwargs(kind, cfg, key)
+    kwargs.update(extra_kwargs(kind, dict(cfg.KWARGS), kwargs, key))
+    return OptimizerSpec(kind, group_rules(cfg), kwargs, cfg.KERNELS.IMPLEMENTATION.upper(), guard_settings(cfg))
 
 
 class Optimizer:

@@ -1,14 +1,17 @@
 """Optimizer classes by config name, each with what it takes by meaning (a capability table, as timm's factory).
 
-SOLVER.OPTIMIZER.TYPE names SGD, ADAMW, ADAM, RMSPROP, LARS or any `torch.optim` class (case-insensitive). A
+SOLVER.OPTIMIZER.TYPE names SGD, ADAMW, ADAM, RMSPROP, LARS or any `torch.optim` class (case-insensitive), or the
+import path of an optimizer class of another package (`lion_pytorch.Lion`, `schedulefree.AdamWScheduleFree`). A
 class's entry says which config keys reach its constructor (MOMENTUM, NESTEROV, BETAS, EPS), whether it has a
 weight decay, where torch has fused kernels for it, whether it takes `foreach`, and whether it updates 2-D
 matrices only. Keys are mapped by meaning, not by argument name alone: Adafactor's `eps` is a pair of its own and
 Muon's `eps` guards its orthogonalisation, so neither receives EPS (Adam's denominator term).
 
-A `torch.optim` class missing from the table (one added by a later torch) gets an entry read from its signature:
-an argument counts as a key's when its default has the key's form (a float momentum or eps, a pair of betas).
+A class missing from the table (one added by a later torch, or one of another package) gets an entry read from its
+signature: an argument counts as a key's when its default has the key's form (a float momentum or eps, a pair of
+betas).
 """
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Tuple, Type
@@ -103,8 +106,25 @@ def optimizer_types() -> Dict[str, OptimizerType]:
     return types
 
 
+def imported_type(path: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
+    """The entry of an optimizer class of another package, named by its import path (`lion_pytorch.Lion`,
+    `schedulefree.AdamWScheduleFree`, `pkg.module:Class`), read from its signature."""
+    module_name, _, attribute = path.replace(":", ".").rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"{key} = {path!r}: cannot import {module_name} ({e})") from None
+    cls = getattr(module, attribute, None)
+    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError(f"{key} = {path!r}: {module_name} has no torch.optim.Optimizer class named {attribute!r}")
+    return type_from_signature(cls)
+
+
 def optimizer_type(name: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
-    """Resolve a config name to its entry; an unknown or unsupported name is a `ConfigError`."""
+    """Resolve a config name (or an import path) to its entry; an unknown or unsupported name is a
+    `ConfigError`."""
+    if "." in str(name) or ":" in str(name):
+        return imported_type(str(name), key)
     upper = str(name).upper()
     if upper in UNSUPPORTED:
         raise ConfigError(f"{key} = {name!r} is not supported: {UNSUPPORTED[upper]}")

@@ -14,6 +14,7 @@ from pet.config.schema import invalid_value
 from pet.config.solver_keys import SCHEDULER
 from pet.errors import ConfigError
 from pet.lr_policies import POLICIES, argument_name, lookup, policy_arguments
+from pet.solver.schedule_free import is_schedule_free
 from pet.solver.scheduled_fields import MomentumSchedule, ScheduledField, WeightDecaySchedule
 from pet.solver.schedules import LRSchedule
 
@@ -101,6 +102,9 @@ def scheduler_arguments(optimizer: torch.optim.Optimizer, solver_cfg: Any, iter_
     """The keyword arguments of `ClosedFormScheduler` (all but the optimizer and start_iter) for the validated
     SOLVER node (or named optimizer entry) `solver_cfg`."""
     schedule = lr_schedule_from_cfg(solver_cfg, iter_per_epoch, prefix)
+    if is_schedule_free(optimizer) and schedule.policy != "CONSTANT":
+        raise ConfigError(f"{prefix}.SCHEDULER.POLICY = {solver_cfg.SCHEDULER.POLICY!r}: {type(optimizer).__name__} "
+                          "is schedule-free and needs no decay; use POLICY CONSTANT (a warmup is allowed)")
     for group in optimizer.param_groups:
         if not math.isfinite(group["lr"] * solver_cfg.LR_SCALING.FT_FACTOR):
             raise ConfigError(f"the lr of param group {group.get('name', '?')} overflows to "

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pet.config import get_cfg
 from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
+from pet.engine.hooks import GradNormHook
 from pet.engine.tasks import model_losses
 from pet.solver import GradientClipper, Optimizer
 
@@ -401,3 +402,61 @@ def test_the_weight_average_moves_only_after_updates_that_were_taken():
     trainer.register_hooks([EMAHook(ema, period=2)])
     trainer.train(0, 6)  # 6 updates of 2 micro-batches; one skipped: 5 taken, the average updated after 2 and 4
     assert trainer.skipped_updates == 1 and ema.updates == 2
+
+
+class GradNormRecorder(HookBase):
+    """Reads `grad_norm` from the storage after every step: (iteration it was recorded at, value)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def after_step(self):
+        value = self.trainer.storage.latest().get("grad_norm")
+        self.seen.append(None if value is None else (value[1], value[0]))
+
+
+@pytest.mark.parametrize("implementation", ["FUSED", "FOR_LOOP"])  # the device-flag path and the host path
+@pytest.mark.parametrize("clip_type, norm_type", [("full_model", 2.0), ("full_model", math.inf), ("norm", 2.0),
+                                                  ("norm", 1.0)])
+def test_grad_norm_is_torchs_total_norm_of_the_gradients_at_written_iterations(clip_type, norm_type, implementation):
+    check_grad_norm(clip_type, norm_type, implementation)
+
+
+@pytest.mark.parametrize("implementation", ["FUSED", "FOR_LOOP"])
+@pytest.mark.parametrize("clip_type", ["full_model", "norm"])
+def test_grad_norm_is_of_the_true_gradients_under_a_grad_scaler(clip_type, implementation):
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=10_000)
+    check_grad_norm(clip_type, 2.0, implementation, scaler)
+
+
+def check_grad_norm(clip_type, norm_type, implementation, scaler=None):
+    """Train 7 updates with GradNormHook at period 3; compare what it recorded with get_total_norm of the
+    gradients backward left (divided by the GradScaler's scale)."""
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.BASE_LR", 0.1,
+                         "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation,
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", True,
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_TYPE", clip_type,
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE", 0.05,
+                         "SOLVER.OPTIMIZER.CLIP_GRADIENTS.NORM_TYPE", norm_type])
+    model = mlp()
+    gradients = []  # each update's gradients as backward left them, before the clipping
+    params = list(model.parameters())
+    for p in params:
+        p.register_post_accumulate_grad_hook(lambda p: gradients.append(p.grad.clone()))
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    trainer = Trainer(model, classification_losses, data, Optimizer(model, cfg.SOLVER.OPTIMIZER).build(),
+                      torch.device("cpu"), amp_dtype=torch.float16 if scaler else None, grad_scaler=scaler)
+    scale = scaler.get_scale() if scaler else 1.0
+    recorder = GradNormRecorder()
+    trainer.register_hooks([GradNormHook(trainer.units, period=3), recorder])
+    trainer.train(0, 7)
+    per_update = [gradients[i:i + len(params)] for i in range(0, len(gradients), len(params))]
+    written = [2, 5, 6]  # every third update, and the last
+    for it, seen in enumerate(recorder.seen):
+        if it not in written:  # not read on other updates (reading would wait for the device)
+            assert seen is None or seen[0] < it
+            continue
+        expected = torch.nn.utils.get_total_norm(per_update[it], norm_type).item() / scale
+        assert seen[0] == it and seen[1] == pytest.approx(expected, rel=1e-5), it
+    assert any(seen[1] > 0.05 for seen in recorder.seen if seen)  # the norms were above the clip value

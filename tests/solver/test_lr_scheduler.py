@@ -37,6 +37,9 @@ def lr_history(optimizer, scheduler, updates):
 
 # (policy, warmup method, {k: lr}), hand-computed: warmup LINEAR 0.1*(1-a)+a, EXP 0.1**(1-a), CONSTANT 0.1.
 TABLE = [
+    # CONSTANT: the warmup, then the base lr 0.1 for good.
+    ("CONSTANT", "LINEAR", {0: 0.01, 5: 0.055, 10: 0.1, 30: 0.1, 100: 0.1, 130: 0.1}),
+    ("CONSTANT", "EXP", {0: 0.01, 5: 0.031622776601683794, 10: 0.1, 60: 0.1}),
     ("STEP", "LINEAR", {0: 0.01, 5: 0.055, 10: 0.1, 29: 0.1, 30: 0.01, 59: 0.01, 60: 0.001, 100: 0.001, 130: 0.001}),
     ("STEP", "CONSTANT", {0: 0.01, 9: 0.01, 10: 0.1, 30: 0.01}),
     ("STEP", "EXP", {0: 0.01, 5: 0.031622776601683794, 10: 0.1, 60: 0.001}),

@@ -81,6 +81,7 @@ def test_step_cosine_with_one_milestone_starts_the_cosine_at_full_lr():
 
 
 @pytest.mark.parametrize("policy, k, expected", [
+    ("CONSTANT", 5, 0.55), ("CONSTANT", 45, 1.0), ("CONSTANT", 99, 1.0),
     ("STEP", 5, 0.55), ("STEP", 45, 0.1),
     ("COSINE", 5, 0.55 * 0.9938441702975689),  # LINEAR warmup 0.55 times (1 + cos(0.05 pi)) / 2
     ("POLY", 5, 0.55 * 0.95 ** 0.9),
@@ -90,7 +91,7 @@ def test_the_schedule_multiplies_warmup_and_policy(policy, k, expected):
     assert schedule(policy=policy, steps=(40, 60))(k) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("policy", ["STEP", "COSINE", "POLY", "STEP_COSINE"])
+@pytest.mark.parametrize("policy", ["CONSTANT", "STEP", "COSINE", "POLY", "STEP_COSINE"])
 def test_every_policy_holds_after_the_end(policy):
     s = schedule(policy=policy, min_lr_factor=0.01)
     last = s(100)
