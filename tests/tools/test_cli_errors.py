@@ -16,7 +16,7 @@ def load_tool(name):
     return module
 
 
-train_net, test_net = load_tool("train_net"), load_tool("test_net")
+train_net, test_net, lr_find = load_tool("train_net"), load_tool("test_net"), load_tool("lr_find")
 
 
 def write(tmp_path, text):
@@ -64,6 +64,25 @@ def test_train_net_errors(tmp_path, monkeypatch, capsys, argv, message):
     assert not (tmp_path / "output").exists()  # nothing written before the error
 
 
+LR_FIND_CASES = [
+    (["--start", "0"], r"--start 0\.0 and --end 10\.0: the sweep needs 0 < start < end"),
+    (["--start", "1", "--end", "0.1"], r"the sweep needs 0 < start < end"),
+    (["--iters", "1"], r"--iters 1 must be at least 2"),
+    (["SOLVER.OPTIMIZER.TYPE", "nosuchpackage.Fast"], r"SOLVER\.OPTIMIZER\.TYPE = 'nosuchpackage\.Fast': cannot import"),
+    (["SOLVER.OPTIMIZER.KWARGS.warp", "9"], r"SOLVER\.OPTIMIZER\.KWARGS\.warp: SGD takes no argument 'warp'"),
+    (["SOLVER.OPTIMIZERS.head.MODULES", "('fc',)"], r"the lr finder sweeps SOLVER\.OPTIMIZER\.BASE_LR of a single"),
+]
+
+
+@pytest.mark.parametrize("argv, message", LR_FIND_CASES)
+def test_lr_find_errors_write_nothing(tmp_path, capsys, argv, message):
+    code = lr_find.run(lr_find.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path / "out"), *argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_test_net_names_a_missing_checkpoint(tmp_path, capsys):
     code = test_net.run(test_net.main, ["--cfg", DEFAULT_CFG, "--weights", str(tmp_path / "none.pth")])
     assert code == 2
@@ -74,7 +93,7 @@ def test_test_net_names_a_missing_checkpoint(tmp_path, capsys):
 def test_a_real_process_exits_non_zero_with_no_traceback(tmp_path, run_tool):
     result = run_tool([sys.executable, TRAIN_NET, "--cfg", DEFAULT_CFG, "SOLVER.SCHEDULER.POLICY", "CYCLIC"])
     assert result.returncode == 2
-    assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: STEP | COSINE | "
+    assert result.stderr == ("error: SOLVER.SCHEDULER.POLICY = 'CYCLIC' is invalid; allowed: CONSTANT | STEP | COSINE | "
                              "STEP_COSINE | POLY | ONE_CYCLE | NOAM | CHAIN\n")
     assert "Traceback" not in result.stdout + result.stderr
 
