@@ -11,6 +11,12 @@ with Pet's rules active: norm / bias / backbone groups, full-model clipping at 1
 - pet: one group per parameter, Python-loop clipping, torch's default kernels, a torch `LambdaLR`.
 - mmengine: `OptimWrapper` with `paramwise_cfg` and `clip_grad`, and MMEngine's parameter schedulers
   (when MMEngine is installed: `pip install -e .[bench]`).
+- default: the same for the default configuration (clipping off, the non-finite guard on): ours against bare
+  torch's fused step without clipping.
+
+A second table times one weight-EMA update (parameters and floating-point buffers) on the same models: ours
+(`WeightEMA.update()`), timm's `ModelEmaV3.update` (when timm is installed) and torch's `AveragedModel` with
+`get_ema_multi_avg_fn` and `use_buffers=True`.
 
 Variants are timed in rotation, repeatedly; the table holds medians and ratios, and the memory-bandwidth bound:
 the bytes the iteration must move (clipping reads the gradients twice and writes them once; the update reads
@@ -94,6 +100,19 @@ def ours(model: nn.Module, opt_type: str) -> Callable[[], None]:
     return step
 
 
+def ours_default(model: nn.Module, opt_type: str) -> Callable[[], None]:
+    """Ours with the default keys: no clipping, the non-finite guard on."""
+    cfg = solver_cfg(opt_type)
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", False])
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    scheduler = LearningRateScheduler(optimizer, cfg.SOLVER)
+
+    def step() -> None:
+        optimizer.step()
+        scheduler.step()
+    return step
+
+
 def torch_class(opt_type: str) -> type:
     return {"SGD": torch.optim.SGD, "ADAMW": torch.optim.AdamW}[opt_type]
 
@@ -102,7 +121,7 @@ def torch_kwargs(opt_type: str) -> dict:
     return {"momentum": 0.9} if opt_type == "SGD" else {}
 
 
-def bare(model: nn.Module, opt_type: str) -> Callable[[], None]:
+def bare(model: nn.Module, opt_type: str, clip: bool = True) -> Callable[[], None]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch_class(opt_type)(params, lr=0.1, weight_decay=1e-4, fused=True, **torch_kwargs(opt_type))
     schedule = lr_schedule_from_cfg(solver_cfg(opt_type).SOLVER)
@@ -110,11 +129,17 @@ def bare(model: nn.Module, opt_type: str) -> Callable[[], None]:
     foreach = True if params[0].is_cuda else None  # torch's foreach clipping exists for CUDA only
 
     def step() -> None:
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=foreach)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=foreach)
         optimizer.step()
         state["k"] += 1
         group["lr"] = 0.1 * schedule(state["k"])
     return step
+
+
+def bare_default(model: nn.Module, opt_type: str) -> Callable[[], None]:
+    """Bare torch without clipping: the reference of the default configuration."""
+    return bare(model, opt_type, clip=False)
 
 
 def pet_style(model: nn.Module, opt_type: str) -> Callable[[], None]:
@@ -211,7 +236,8 @@ def bench_models(models: List[str], device: torch.device, repeats: int, inner: i
         tensors = sum(1 for p in model.parameters() if p.requires_grad)
         elements = sum(p.numel() for p in model.parameters() if p.requires_grad)
         for opt_type in OPTIMIZERS:
-            variants = {"ours": ours, "bare": bare, "pet": pet_style}
+            variants = {"ours": ours, "bare": bare, "pet": pet_style, "ours_default": ours_default,
+                        "bare_default": bare_default}
             if mmengine_available():
                 variants["mmengine"] = mmengine_wrapper
             steps = {label: make(copy_with_grads(model), opt_type) for label, make in variants.items()}
@@ -223,6 +249,43 @@ def bench_models(models: List[str], device: torch.device, repeats: int, inner: i
             print(f"  {name} {opt_type}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in median.items()),
                   flush=True)
             del steps
+        del model
+    return rows
+
+
+def timm_available() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ema_updates(model: nn.Module) -> Dict[str, Callable[[], None]]:
+    """One EMA update of `model`'s parameters and float buffers, by each implementation (decay 0.9998)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from pet.solver.ema import WeightEMA
+
+    ours_ema = WeightEMA(model, decay=0.9998, warmup_iters=0)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9998), use_buffers=True)
+    updates = {"ours": ours_ema.update, "torch": lambda: averaged.update_parameters(model)}
+    if timm_available():
+        from timm.utils import ModelEmaV3
+
+        timm_ema = ModelEmaV3(model, decay=0.9998)
+        updates["timm"] = lambda: timm_ema.update(model)
+    return updates
+
+
+def bench_ema(models: List[str], device: torch.device, repeats: int, inner: int) -> List[dict]:
+    """Median seconds of one EMA update per implementation, per model."""
+    rows = []
+    for name in models:
+        model = model_with_grads(name, device)
+        median = interleaved(ema_updates(model), device, repeats, inner)
+        rows.append(dict(model=name, tensors=sum(1 for _ in model.state_dict()), **median))
+        print(f"  EMA {name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in median.items()), flush=True)
         del model
     return rows
 
@@ -306,8 +369,35 @@ def machine(device: torch.device) -> str:
     return text
 
 
-def markdown(device: torch.device, command: str, bandwidth: float, rows: List[dict], scheduler: float,
-             build: Dict[int, float], trainer: Dict[str, float]) -> str:
+def default_table(rows: List[dict]) -> List[str]:
+    """The default configuration's rows: ours (guard on, no clipping) against bare fused torch without clipping."""
+    lines = ["", "Default configuration (clipping off, the non-finite guard on):", "",
+             "| model | optimizer | ours ms | bare ms | ours / bare |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['optimizer']} | {r['ours_default'] * 1e3:.2f} | "
+                     f"{r['bare_default'] * 1e3:.2f} | {r['ours_default'] / r['bare_default']:.2f} |")
+    return lines
+
+
+def ema_table(rows: List[dict]) -> List[str]:
+    """One weight-EMA update per implementation."""
+    has_timm = all("timm" in row for row in rows)
+    lines = ["", "One weight-EMA update (parameters and floating-point buffers, decay 0.9998):", "",
+             "| model | state tensors | ours ms |" + (" timm ModelEmaV3 ms |" if has_timm else "")
+             + " torch AveragedModel ms |" + (" timm / ours |" if has_timm else "") + " torch / ours |",
+             "|---|---|---|---|---|" + ("---|---|" if has_timm else "")]
+    for r in rows:
+        timm = f" {r['timm'] * 1e3:.2f} |" if has_timm else ""
+        timm_ratio = f" {r['timm'] / r['ours']:.2f} |" if has_timm else ""
+        lines.append(f"| {r['model']} | {r['tensors']} | {r['ours'] * 1e3:.2f} |{timm} {r['torch'] * 1e3:.2f} |"
+                     f"{timm_ratio} {r['torch'] / r['ours']:.2f} |")
+    if not has_timm:
+        lines.append("timm is not installed (`pip install -e .[bench]`): its column is left out.")
+    return lines
+
+
+def markdown(device: torch.device, command: str, bandwidth: float, rows: List[dict], ema: List[dict],
+             scheduler: float, build: Dict[int, float], trainer: Dict[str, float]) -> str:
     has_mm = any("mmengine" in row for row in rows)
     lines = [f"### {device.type.upper()}: {machine(device)}", "",
              f"`{command}` on {datetime.date.today().isoformat()}; STREAM triad bandwidth {bandwidth / 1e9:.1f} GB/s.",
@@ -323,6 +413,7 @@ def markdown(device: torch.device, command: str, bandwidth: float, rows: List[di
         lines.append(f"| {r['model']} | {r['optimizer']} | {r['tensors']} | {r['groups']} | {r['ours'] * 1e3:.2f} | "
                      f"{r['bare'] * 1e3:.2f} | {r['pet'] * 1e3:.2f} |{mm} {r['ours'] / r['bare']:.2f} | "
                      f"{r['pet'] / r['ours']:.2f} |{mm_ratio} {r['bound'] * 1e3:.2f} | {r['ours'] / r['bound']:.2f} |")
+    lines += default_table(rows) + ema_table(ema)
     sizes = sorted(build)
     lines += ["", f"- `LearningRateScheduler.step()` with 10 groups: {scheduler * 1e6:.1f} us (median).",
               "- `Optimizer.build()`: " + ", ".join(f"{n:,} tensors {build[n]:.3f} s" for n in sizes)
@@ -358,7 +449,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     bandwidth = stream_bandwidth(device, 64 if args.quick else 256)
     rows = bench_models(models, device, repeats, inner=1 if args.quick else 2, bandwidth=bandwidth,
                         calibrate=not args.quick)
-    report = markdown(device, command.strip(), bandwidth, rows, scheduler, build, trainer)
+    ema = bench_ema(models, device, repeats, inner=1 if args.quick else 3)
+    report = markdown(device, command.strip(), bandwidth, rows, ema, scheduler, build, trainer)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(report)

@@ -1,5 +1,6 @@
 """Export a checkpoint's model weights as a plain state dict: `python tools/export_weights.py --weights CKPT
---out FILE.pth [--ema]` (`--ema`: the weight average of a run with SOLVER.EMA.ENABLED).
+--out FILE.pth [--ema]` (`--ema`: the weight average of a run with SOLVER.EMA.ENABLED). CKPT is a `.pth` file or
+the checkpoint folder of an FSDP run, whose shards are consolidated into full tensors.
 
 The file holds only `{parameter or buffer name: tensor}`, as torchvision's weight files do: no optimizer, no
 iteration, no config. It loads with `model.load_state_dict(torch.load(FILE, weights_only=True))`.
@@ -10,26 +11,28 @@ from typing import List, Optional
 
 import torch
 
-from pet.engine.checkpoint import atomic_write, read_checkpoint
+from pet.engine.checkpoint import atomic_write, checkpoint_weights, read_checkpoint
+from pet.engine.sharded_checkpoint import is_sharded_checkpoint
 from pet.engine.cli import ArgumentParser, run
 from pet.errors import CheckpointError
 
 
 def model_state(path: str, ema: bool) -> dict:
-    """The model weights (or the weight average) a checkpoint of this project holds."""
-    data = read_checkpoint(path)
-    if not isinstance(data, dict) or "model" not in data:
+    """The model weights (or the weight average) a checkpoint of this project holds, consolidated from the
+    shards of a checkpoint folder."""
+    if not is_sharded_checkpoint(path):
+        data = read_checkpoint(path)
+        if not isinstance(data, dict) or "model" not in data:
+            raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+    state = checkpoint_weights(path, ema)
+    if not state:
         raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
-    if not ema:
-        return data["model"]
-    if not isinstance(data.get("ema"), dict):
-        raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
-    return data["ema"]["average"]
+    return state
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint of this project (.pth)")
+    parser.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint of this project (.pth, or an FSDP run's folder)")
     parser.add_argument("--out", required=True, metavar="FILE", help="where the state dict goes (.pth)")
     parser.add_argument("--ema", action="store_true", help="export the weight average instead of the weights")
     args = parser.parse_intermixed_args(argv)

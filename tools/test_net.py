@@ -10,7 +10,7 @@ from pet.engine.runner import evaluate
 def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, metavar="FILE", help="YAML config file")
-    parser.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint (.pth) to evaluate")
+    parser.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint to evaluate (.pth, or an FSDP run's folder)")
     parser.add_argument("--ema", action="store_true", help="evaluate the checkpoint's weight average (SOLVER.EMA)")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)  # options may come before, between or after KEY VALUE pairs

@@ -67,6 +67,9 @@ def _run(cfg: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
         yield "SOLVER.LR_SCALING.SCALE_SCHEDULE", "LR_SCALING.REFERENCE_BATCH_SIZE is 0"
     if not solver.AMP.ENABLED and _changed(cfg, defaults, "SOLVER.AMP.DTYPE"):
         yield "SOLVER.AMP.DTYPE", "SOLVER.AMP.ENABLED is False"
+    for key in cfg.DISTRIBUTED.FSDP:
+        if cfg.DISTRIBUTED.STRATEGY.upper() != "FSDP" and _changed(cfg, defaults, f"DISTRIBUTED.FSDP.{key}"):
+            yield f"DISTRIBUTED.FSDP.{key}", "DISTRIBUTED.STRATEGY is not FSDP"
     for key in ("DECAY", "WARMUP_ITERS", "UPDATE_PERIOD"):
         if not solver.EMA.ENABLED and _changed(cfg, defaults, f"SOLVER.EMA.{key}"):
             yield f"SOLVER.EMA.{key}", "SOLVER.EMA.ENABLED is False"

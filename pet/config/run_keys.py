@@ -80,5 +80,16 @@ RUN: Section = {
         "TIMEOUT_S": Key(1800.0, Rule(lambda v: is_number(v) and 1 <= v <= 86400, "a number of seconds in [1, 86400]"),
                          "a collective operation that waits longer than this for another process fails the run with "
                          "an error naming the process, instead of hanging"),
+        "STRATEGY": Key("DDP", one_of(("DDP", "FSDP")), "`DDP`: every process holds the whole model, gradients "
+                                                         "and optimizer state; `FSDP`: torch's FSDP2 "
+                                                         "(`fully_shard`) shards all three over the processes, "
+                                                         "with sharded checkpoint folders"),
+        "FSDP": {
+            "RESHARD_AFTER_FORWARD": Key(True, BOOL, "`FSDP`: free the gathered parameters after the forward pass "
+                                                     "(less memory, one more all-gather in backward)"),
+            "PARAM_DTYPE": Key("float32", one_of(("float32", "bfloat16"), case_sensitive=True),
+                               "`FSDP`: the dtype of the gathered parameters in forward and backward; gradients "
+                               "are reduced and the update is done in float32"),
+        },
     },
 }

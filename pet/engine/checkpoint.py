@@ -5,7 +5,8 @@ counters), the iteration to resume at, the RNG states of torch, CUDA, Python and
 metadata of the run (its config text, its number of processes). It is written to a temporary file
 in the same folder, flushed and fsync'ed, then renamed over its final name, and the folder is fsync'ed: a crash
 at any moment leaves either the old file or the complete new one, never half of one. `last_checkpoint` names
-the newest complete checkpoint and is replaced the same way.
+the newest complete checkpoint and is replaced the same way. A sharded (FSDP) run writes checkpoint folders instead
+(`sharded_checkpoint`), with the same names, marker and pruning.
 """
 import contextlib
 import glob
@@ -14,19 +15,25 @@ import logging
 import os
 import random
 import re
-from typing import Any, Callable, ContextManager, Dict, List, Optional
+import shutil
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 
+from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+
 from pet.errors import CheckpointError
 from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
+from pet.engine.sharded_checkpoint import (check_group_names, is_sharded_checkpoint, merge, read_extra, read_section,
+                                           read_tensors, split_tensors, write_folder)
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAMES = ("model_final", "model_last_good")
-_PERIODIC = re.compile(r"^model_(\d+)\.pth$")
+_PERIODIC = re.compile(r"^model_(\d+)(\.pth)?$")
 
 
 def safe_output_path(folder: str, name: str) -> str:
@@ -131,25 +138,38 @@ def state_of(obj: Any) -> Dict[str, Any]:
     return state
 
 
+def check_optimizer_class(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """Refuse the state of another optimizer class, by name."""
+    saved_class = state.get("optimizer_class", type(optimizer).__name__)
+    if saved_class != type(optimizer).__name__:
+        raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
+                              f"{type(optimizer).__name__}: SOLVER.OPTIMIZER.TYPE changed")
+
+
+@contextlib.contextmanager
+def configured_hyperparameters(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Within the block the optimizer's state is loaded; afterwards its groups hold again the hyperparameters the
+    current config gave them (lr, weight decay, momentum, betas, ...), where torch's loading brings back the saved
+    ones."""
+    keys = getattr(optimizer, "configured_keys", None)  # set by the solver's builder; else every hyperparameter
+    configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
+                  for group in optimizer.param_groups]
+    yield
+    for group, hyperparameters in zip(optimizer.param_groups, configured):
+        group.update(hyperparameters)
+
+
 def load_state(obj: Any, state: Dict[str, Any]) -> None:
     """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
-    step counts) is taken: its groups keep the hyperparameters the current config gave them (lr, weight decay,
-    momentum, betas, ...), where torch's own `load_state_dict` would bring back the saved ones."""
+    step counts) is taken: its groups keep their configured hyperparameters (`configured_hyperparameters`)."""
     if not isinstance(obj, torch.optim.Optimizer):
         obj.load_state_dict(state)
         return
-    state = dict(state)
-    saved_class = state.pop("optimizer_class", type(obj).__name__)
-    if saved_class != type(obj).__name__:
-        raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
-                              f"{type(obj).__name__}: SOLVER.OPTIMIZER.TYPE changed")
+    check_optimizer_class(obj, state)
+    state = {key: value for key, value in state.items() if key != "optimizer_class"}
     check_optimizer_groups(obj, state)
-    keys = getattr(obj, "configured_keys", None)  # set by the solver's builder; else every hyperparameter
-    configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
-                  for group in obj.param_groups]
-    obj.load_state_dict(state)
-    for group, hyperparameters in zip(obj.param_groups, configured):
-        group.update(hyperparameters)
+    with configured_hyperparameters(obj):
+        obj.load_state_dict(state)
 
 
 class StateDictGroup:
@@ -179,10 +199,14 @@ class Checkpointer:
     """
 
     def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, metadata: Optional[Dict[str, Any]] = None,
-                 save_context: Callable[[], ContextManager] = contextlib.nullcontext, **objects: Any) -> None:
+                 save_context: Callable[[], ContextManager] = contextlib.nullcontext, sharded: bool = False,
+                 **objects: Any) -> None:
         self.save_dir = save_dir
         self.keep = keep
         self.enabled = enabled
+        # Checkpoint folders written by every process (an FSDP run: `objects` has `model` and `optimizers`).
+        self.sharded = sharded
+        self.suffix = "" if sharded else ".pth"
         self.metadata = dict(metadata or {})
         self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
         self.objects = objects
@@ -195,12 +219,38 @@ class Checkpointer:
         # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
         # hold the model's own tensors, so they are written before it is left.
         with self.save_context():
+            if self.sharded:
+                path = self._write_folder(name, dict(self._sharded_states(), **self.metadata, iteration=iteration,
+                                                     rng=rng), iteration)
+            elif self.enabled:
+                path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()},
+                                              **self.metadata, iteration=iteration, rng=rng))
             if not self.enabled:
                 return None
-            path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()}, **self.metadata,
-                                          iteration=iteration, rng=rng))
         logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
         self._prune()
+        return path
+
+    def _sharded_states(self) -> Dict[str, Any]:
+        """Every object's state, the model's and optimizers' keyed by parameter name and holding this process's
+        shards (`torch.distributed.checkpoint.state_dict`)."""
+        model, optimizers = self.objects["model"], self.objects["optimizers"].members
+        states = {key: state_of(obj) for key, obj in self.objects.items() if key not in ("model", "optimizers")}
+        states["model"] = get_model_state_dict(model)
+        states["optimizers"] = {name: dict(get_optimizer_state_dict(model, optimizer),
+                                           optimizer_class=type(optimizer).__name__)
+                                for name, optimizer in optimizers.items()}
+        return states
+
+    def _write_folder(self, name: str, data: Dict[str, Any], iteration: int) -> str:
+        path = os.path.join(self.save_dir, name)
+        try:
+            write_folder(path, data, os.path.join(self.save_dir, f".{name}.tmp-{iteration}"))
+            if self.enabled:
+                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}\n".encode()))
+        except OSError as e:
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is "
+                                  "intact") from None
         return path
 
     def _write(self, name: str, data: Dict[str, Any]) -> str:
@@ -217,11 +267,12 @@ class Checkpointer:
 
     def _prune(self) -> None:
         for old in self.periodic()[self.keep:]:
-            os.remove(old)
+            shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
 
     def periodic(self) -> List[str]:
-        """The periodic checkpoints (`model_<iteration>.pth`), newest first: by iteration, not by name."""
-        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.save_dir, "model_*.pth"))
+        """The periodic checkpoints (`model_<iteration>.pth`, or folders `model_<iteration>`), newest first: by
+        iteration, not by name."""
+        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.save_dir, "model_*"))
                  for m in [_PERIODIC.search(os.path.basename(path))] if m]
         return [path for _, path in sorted(found, reverse=True)]
 
@@ -241,15 +292,15 @@ class Checkpointer:
     def latest(self) -> Optional[str]:
         """The checkpoint `last_checkpoint` names, when it exists; else None."""
         path = self.marked()
-        return path if path is not None and os.path.isfile(path) else None
+        return path if path is not None and os.path.exists(path) else None
 
     def candidates(self) -> List[str]:
         """Every checkpoint of `save_dir` a resume may start from, newest first: the one `last_checkpoint`
         names, then the final and last-good ones, then the periodic ones by iteration."""
-        named = [self.marked(), *(os.path.join(self.save_dir, f"{name}.pth") for name in FINAL_NAMES),
+        named = [self.marked(), *(os.path.join(self.save_dir, f"{name}{self.suffix}") for name in FINAL_NAMES),
                  *self.periodic()]
         ordered = list(dict.fromkeys(path for path in named if path is not None))
-        return [path for path in ordered if os.path.isfile(path) or path == named[0]]
+        return [path for path in ordered if os.path.exists(path) or path == named[0]]
 
     def load_newest(self) -> Optional[Dict[str, Any]]:
         """Load the newest checkpoint that reads completely (`candidates`), falling back with a warning past one
@@ -275,7 +326,15 @@ class Checkpointer:
     def restore(self, data: Dict[str, Any], path: str, restore_rng: bool = True) -> Dict[str, Any]:
         """Load a checkpoint's contents (read from `path`) into every registered object."""
         check_contents(data, path, self.objects)
+        if is_sharded_checkpoint(path) != self.sharded:
+            kind = "a file of a DDP run" if self.sharded else "a folder of an FSDP run"
+            raise CheckpointError(f"checkpoint {path} is {kind}, and this run's DISTRIBUTED.STRATEGY is "
+                                  f"{'FSDP' if self.sharded else 'DDP'}: resume with the strategy that wrote it")
+        if self.sharded:
+            data = self._load_sharded(data, path)
         for key, obj in self.objects.items():
+            if self.sharded and key in ("model", "optimizers"):
+                continue
             try:
                 load_state(obj, data[key])
             except (CheckpointError, ValueError, KeyError, RuntimeError, TypeError) as e:
@@ -288,6 +347,28 @@ class Checkpointer:
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: {e}") from None
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
+        return data
+
+
+    def _load_sharded(self, data: Dict[str, Any], path: str) -> Dict[str, Any]:
+        """Load the model and optimizers from checkpoint folder `path` (at any number of processes), matching
+        optimizer state by parameter name; return the checkpoint with its tensors."""
+        model, optimizers = self.objects["model"], self.objects["optimizers"].members
+        try:
+            template = self._sharded_states()
+            for name, optimizer in optimizers.items():
+                saved = data["optimizers"].get(name, {})
+                check_optimizer_class(optimizer, saved)
+                check_group_names(saved.get("param_groups", []), template["optimizers"][name]["param_groups"], name)
+        except (CheckpointError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit this run (optimizers): {e}") from None
+        tensors, _ = split_tensors(template)
+        data = merge(read_tensors(path, tensors), data)
+        set_model_state_dict(model, data["model"])
+        for name, optimizer in optimizers.items():
+            with configured_hyperparameters(optimizer):
+                set_optimizer_state_dict(model, optimizer, {key: data["optimizers"][name][key]
+                                                            for key in ("state", "param_groups")})
         return data
 
 
@@ -305,10 +386,29 @@ def check_contents(data: Any, path: str, objects: Dict[str, Any]) -> None:
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:
-    """`torch.load(path, weights_only=True)`: tensors and plain containers only, never code."""
+    """`torch.load(path, weights_only=True)`: tensors and plain containers only, never code. Of a checkpoint
+    folder, the part that is not sharded tensors."""
+    if is_sharded_checkpoint(path):
+        return read_extra(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for unsafe or broken files
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+
+
+def checkpoint_weights(path: str, ema: bool = False) -> Any:
+    """The model state (with `ema`: the weight average) of a checkpoint file or folder of this project, or a plain
+    state dict as it is."""
+    if is_sharded_checkpoint(path):
+        state = read_section(path, "ema.average" if ema else "model")
+        if ema and not state:
+            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+        return state
+    state = read_checkpoint(path)
+    if ema:
+        if not (isinstance(state, dict) and isinstance(state.get("ema"), dict)):
+            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+        return state["ema"]["average"]
+    return state.get("model", state) if isinstance(state, dict) else state

@@ -7,12 +7,12 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed(timeout_s: float = 1800.0) -> Tuple[int, int, torch.device]:
+def init_distributed(timeout_s: float = 1800.0, always: bool = False) -> Tuple[int, int, torch.device]:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world, device).
 
-    A plain `python` launch is one process on the first GPU, or on the CPU. Several processes use nccl on GPUs
-    and gloo on CPUs; a collective that waits longer than `timeout_s` for another process fails instead of
-    hanging.
+    A plain `python` launch is one process on the first GPU, or on the CPU; with `always` (FSDP, whose sharding
+    needs a group even of one) it forms a group of its own. Several processes use nccl on GPUs and gloo on CPUs;
+    a collective that waits longer than `timeout_s` for another process fails instead of hanging.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -20,8 +20,11 @@ def init_distributed(timeout_s: float = 1800.0) -> Tuple[int, int, torch.device]
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+    backend, timeout = "nccl" if cuda else "gloo", datetime.timedelta(seconds=timeout_s)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(backend=backend, timeout=timeout)
+    elif always and not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=timeout, store=dist.HashStore(), rank=0, world_size=1)
     return get_rank(), world_size, device
 
 

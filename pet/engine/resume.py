@@ -43,6 +43,8 @@ def report_resume(checkpoint: Dict[str, Any], cfg: Any, world_size: int) -> None
     breaking = [f"{key} {before!r} -> {now!r}" for key, before, now in changes if key.startswith(ORDER_KEYS)]
     saved_world = checkpoint.get("world_size", world_size)
     if saved_world != world_size:
+        logger.warning("The world size changed: the checkpoint was written by %d processes, this run has %d; the "
+                       "data continue at the sample where they stopped", saved_world, world_size)
         breaking.append(f"processes {saved_world} -> {world_size}")
     if breaking:
         logger.warning("The resumed run's batches differ from those of an uninterrupted run: %s",

@@ -20,9 +20,10 @@ from pet.errors import CheckpointError, DistributedError
 from pet.data import build_dataset, build_statistics_loader, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
-from pet.engine.checkpoint import Checkpointer, StateDictGroup, read_checkpoint, safe_output_path
+from pet.engine.checkpoint import Checkpointer, StateDictGroup, checkpoint_weights, safe_output_path
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
+from pet.engine.fsdp import device_mesh, is_sharded, shard_model
 from pet.engine.hooks import (EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
                               PeriodicCheckpointer, PeriodicWriter, computes_norm)
 from pet.engine.logs import attach_log_file, setup_logging
@@ -72,8 +73,16 @@ def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int
         raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
 
 
-def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int) -> None:
-    """Refuse the combinations of several optimizers that the trainer cannot run correctly."""
+def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int,
+                       sharded: bool) -> None:
+    """Refuse the combinations of several optimizers, mixed precision and sharding that the trainer cannot run
+    correctly."""
+    if sharded and amp_dtype == torch.float16:
+        raise ConfigError("SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY FSDP (its GradScaler "
+                          "would check each process's shards alone); use bfloat16, or DISTRIBUTED.FSDP.PARAM_DTYPE")
+    if sharded and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES cannot be combined with DISTRIBUTED.STRATEGY FSDP: its "
+                          "gradients reach the sharded parameters through one backward pass over all of them")
     if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
         raise ConfigError("SOLVER.OPTIMIZERS.*.STEP_INTERVAL > 1 cannot be combined with SOLVER.AMP.DTYPE float16 "
                           "(one GradScaler cannot unscale gradients summed under different scales); use bfloat16")
@@ -132,8 +141,8 @@ class Run:
             if self.lock is not None:
                 self.lock.release()
         if is_main_process():
-            logger.info("Outputs in %s: checkpoints (model_final.pth), metrics.json, TensorBoard events, log.txt",
-                        os.path.abspath(self.output_dir))
+            logger.info("Outputs in %s: checkpoints (model_final%s), metrics.json, TensorBoard events, log.txt",
+                        os.path.abspath(self.output_dir), "/" if is_sharded(self.model) else ".pth")
         return self.eval_hook.results
 
 
@@ -151,7 +160,7 @@ def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: in
     units, max_iter = build_run_solver(model, cfg, data.updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
     amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
-    check_unit_support(units, amp_dtype, world_size)
+    check_unit_support(units, amp_dtype, world_size, is_sharded(model))
     ema = cfg.SOLVER.EMA
     ema_hook = EMAHook(WeightEMA(model, ema.DECAY, ema.WARMUP_ITERS), ema.UPDATE_PERIOD) if ema.ENABLED else None
     return RunSolver(units, max_iter, amp_dtype, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
@@ -175,7 +184,7 @@ def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, worl
     extra = {"ema": solver.ema} if solver.ema is not None else {}
     return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
                         metadata={"config": cfg.dump(), "world_size": world_size},
-                        save_context=save_context, model=model,
+                        save_context=save_context, sharded=is_sharded(model), model=model,
                         optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
                         **extra)
@@ -204,12 +213,12 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
 
 
 def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, device: torch.device,
-                  start_iter: int, rank: int, world_size: int,
-                  weights: Callable[[], ContextManager]) -> Tuple[Trainer, EvalHook]:
+                  start_iter: int, rank: int, world_size: int, weights: Callable[[], ContextManager],
+                  saved_world_size: Optional[int] = None) -> Tuple[Trainer, EvalHook]:
     """The trainer (DDP-wrapped model, the data from `start_iter` on) and its hooks, in the order they must run."""
     ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world_size > 1 else model
-    loader = build_train_loader(cfg, data.train_set, rank, world_size, start_iter)
+        if world_size > 1 and not is_sharded(model) else model
+    loader = build_train_loader(cfg, data.train_set, rank, world_size, start_iter, saved_world_size)
     val_loader = build_val_loader(cfg, data.val_set, rank, world_size)
     scaler = solver.grad_scaler
     trainer = Trainer(ddp_model, data.task.loss_fn, loader, solver.units, device,
@@ -244,7 +253,8 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
 def build_run(cfg: Any, resume: bool = False) -> Run:
     """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
     prepare_config(cfg)
-    rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
+    fsdp = cfg.DISTRIBUTED.STRATEGY.upper() == "FSDP"
+    rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S, always=fsdp)
     setup_logging()
     report_ignored_keys(cfg)
     if device.type == "cpu" and cfg.TRAIN.KEEP_FREED_MEMORY and not keep_freed_memory():
@@ -253,6 +263,9 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     data = build_data(cfg, world_size)
     model = build_model(cfg).to(device)  # the same initial weights in every process
     check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
+    if fsdp:
+        fsdp_cfg = cfg.DISTRIBUTED.FSDP
+        shard_model(model, device_mesh(device, world_size), fsdp_cfg.RESHARD_AFTER_FORWARD, fsdp_cfg.PARAM_DTYPE)
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     solver = build_solver(cfg, model, data, world_size, device)
     weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
@@ -264,7 +277,8 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
-    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size, weights)
+    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size, weights,
+                                       checkpoint.get("world_size"))
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
@@ -305,15 +319,11 @@ def load_trained_model(cfg: Any, weights: str, ema: bool = False) -> Tuple[Task,
 
 
 def load_weights(model: torch.nn.Module, path: str, ema: bool = False) -> None:
-    """The model weights of a checkpoint of this project (with `ema`: its weight average), or of a plain state
-    dict, into `model`; a file of another model, or no state dict at all, is a `CheckpointError` naming the path."""
-    state = read_checkpoint(path)
-    if ema:
-        if not (isinstance(state, dict) and isinstance(state.get("ema"), dict)):
-            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
-        state = state["ema"]["average"]
-    state = state.get("model", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    """The model weights of a checkpoint of this project (a `.pth` file or an FSDP run's folder; with `ema`: its
+    weight average), or of a plain state dict, into `model`; a file of another model, or no state dict at all,
+    is a `CheckpointError` naming the path."""
+    state = checkpoint_weights(path, ema)
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__})")
     try:
         model.load_state_dict(state)

@@ -8,15 +8,50 @@
 Each function returns a non-finite flag: a float32 0-dim tensor on the gradients' device, 1.0 when an element was
 inf or NaN (the form torch's fused kernels and `GradScaler` take as `found_inf`). Nothing here synchronises with
 the host.
+
+Sharded gradients (FSDP2's DTensors) are handled through their local shards (`local_shards`) and the process
+group they are sharded over: norms and flags are then reduced over the group (one all-reduce each), so every
+process sees the norm of the full tensors and the same flag, and skips or takes the update with the others.
 """
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
+from torch.distributed.tensor import DTensor
+
+Group = Optional[dist.ProcessGroup]
 
 # Same guard as torch's clip_grad_norm_, so `norm` matches a loop of it exactly.
 _EPS = 1e-6
+
+
+def local_shards(tensors: Sequence[Tensor]) -> Tuple[List[Tensor], Group]:
+    """Each tensor's local shard (sharing its storage) and the process group they are sharded over: the tensors
+    themselves and None when they are not DTensors."""
+    if not tensors or not isinstance(tensors[0], DTensor):
+        return list(tensors), None
+    return [t.to_local() for t in tensors], tensors[0].device_mesh.get_group()
+
+
+def reduce_norms(norms: Tensor, norm_type: float, group: Group) -> Tensor:
+    """The norms of the full tensors from the norms of this process's shards (unchanged without a group)."""
+    if group is None:
+        return norms
+    if math.isinf(norm_type):
+        dist.all_reduce(norms, dist.ReduceOp.MAX, group=group)
+        return norms
+    powers = norms.pow(norm_type)
+    dist.all_reduce(powers, group=group)
+    return powers.pow(1.0 / norm_type)
+
+
+def reduce_flag(flag: Tensor, group: Group) -> Tensor:
+    """1.0 on every process when any process's flag is 1.0."""
+    if group is not None:
+        dist.all_reduce(flag, dist.ReduceOp.MAX, group=group)
+    return flag
 
 
 def norm_dtype(grads: List[Tensor]) -> Optional[torch.dtype]:
@@ -25,14 +60,23 @@ def norm_dtype(grads: List[Tensor]) -> Optional[torch.dtype]:
     return torch.float32 if any(g.dtype in (torch.float16, torch.bfloat16) for g in grads) else None
 
 
-def tensor_norms(grads: List[Tensor], norm_type: float) -> Tensor:
-    """The p-norm of each of `grads`, stacked, from one `torch._foreach_norm` call."""
-    return torch.stack(torch._foreach_norm(grads, norm_type, dtype=norm_dtype(grads)))
+def tensor_norms(grads: List[Tensor], norm_type: float, group: Group = None) -> Tensor:
+    """The p-norm of each of `grads` (of the full tensors, with the group of sharded ones), stacked, from one
+    `torch._foreach_norm` call."""
+    dtype = norm_dtype(grads)
+    if all(g.numel() for g in grads):
+        return reduce_norms(torch.stack(torch._foreach_norm(grads, norm_type, dtype=dtype)), norm_type, group)
+    # A process may hold an empty shard of a small tensor: its norm is 0 (torch has no inf-norm of nothing).
+    filled = [i for i, g in enumerate(grads) if g.numel()]
+    norms = torch.zeros(len(grads), dtype=dtype or grads[0].dtype, device=grads[0].device)
+    if filled:
+        norms[filled] = torch.stack(torch._foreach_norm([grads[i] for i in filled], norm_type, dtype=dtype))
+    return reduce_norms(norms, norm_type, group)
 
 
-def global_norm(grads: List[Tensor], norm_type: float) -> Tensor:
+def global_norm(grads: List[Tensor], norm_type: float, group: Group = None) -> Tensor:
     """The p-norm of all `grads` together."""
-    return torch.linalg.vector_norm(tensor_norms(grads, norm_type), norm_type)
+    return torch.linalg.vector_norm(tensor_norms(grads, norm_type, group), norm_type)
 
 
 def is_non_finite(value: Tensor) -> Tensor:
@@ -40,7 +84,7 @@ def is_non_finite(value: Tensor) -> Tensor:
     return (~torch.isfinite(value)).any().to(torch.float32)
 
 
-def non_finite_flag(grads: List[Tensor]) -> Tensor:
+def non_finite_flag(grads: List[Tensor], group: Group = None) -> Tensor:
     """1.0 if any element of `grads` is inf or NaN, else 0.0, exactly (large finite values are finite).
 
     torch's own GradScaler kernel answers this with a unit scale in one pass over the gradients, several times
@@ -55,7 +99,7 @@ def non_finite_flag(grads: List[Tensor]) -> Tensor:
             flag = torch.maximum(flag, is_non_finite(g.coalesce().values()))
         elif g.is_complex():
             flag = torch.maximum(flag, is_non_finite(g))
-    return flag
+    return reduce_flag(flag, group)
 
 
 def clip_coefficient(total: Tensor, max_norm: float) -> Tensor:
@@ -63,38 +107,41 @@ def clip_coefficient(total: Tensor, max_norm: float) -> Tensor:
     return torch.clamp(max_norm / (total + _EPS), max=1.0)
 
 
-def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tuple[Tensor, Tensor]:
+def clip_full_model_(grads: List[Tensor], max_norm: float, norm_type: float,
+                     group: Group = None) -> Tuple[Tensor, Tensor]:
     """Scale all `grads` in place so that their global norm is at most `max_norm`; return the non-finite flag and
     the global norm before clipping."""
-    total = global_norm(grads, norm_type)
+    total = global_norm(grads, norm_type, group)
     torch._foreach_mul_(grads, clip_coefficient(total, max_norm))
     return is_non_finite(total), total
 
 
-def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float) -> Tuple[Tensor, Tensor]:
+def clip_per_tensor_(grads: List[Tensor], max_norm: float, norm_type: float,
+                     group: Group = None) -> Tuple[Tensor, Tensor]:
     """Scale each of `grads` in place so that its own norm is at most `max_norm`; return the non-finite flag and
     the global norm before clipping (the p-norm of the tensors' p-norms: no second pass over the gradients)."""
-    norms = tensor_norms(grads, norm_type)
+    norms = tensor_norms(grads, norm_type, group)
     torch._foreach_mul_(grads, list(clip_coefficient(norms, max_norm).unbind(0)))
     return is_non_finite(norms), torch.linalg.vector_norm(norms, norm_type)
 
 
-def clip_value_(grads: List[Tensor], clip_value: float) -> Tensor:
+def clip_value_(grads: List[Tensor], clip_value: float, group: Group = None) -> Tensor:
     """Clamp every element of `grads` to [-clip_value, clip_value]; return the non-finite flag (before)."""
-    flag = non_finite_flag(grads)
+    flag = non_finite_flag(grads, group)
     torch._foreach_clamp_min_(grads, -clip_value)
     torch._foreach_clamp_max_(grads, clip_value)
     return flag
 
 
-def clip_(grads: List[Tensor], clip_type: str, clip_value: float = math.inf,
-          norm_type: float = 2.0) -> Tuple[Tensor, Optional[Tensor]]:
+def clip_(grads: List[Tensor], clip_type: str, clip_value: float = math.inf, norm_type: float = 2.0,
+          group: Group = None) -> Tuple[Tensor, Optional[Tensor]]:
     """Clip `grads` in place by `clip_type` (`full_model`, `norm`, `value`, or `none` for the check alone);
-    return the non-finite flag, and the global norm before clipping where the clip type computes norms."""
+    return the non-finite flag, and the global norm before clipping where the clip type computes norms.
+    `grads` are local shards of tensors sharded over `group` (`local_shards`), or whole tensors without one."""
     if clip_type == "full_model":
-        return clip_full_model_(grads, clip_value, norm_type)
+        return clip_full_model_(grads, clip_value, norm_type, group)
     if clip_type == "norm":
-        return clip_per_tensor_(grads, clip_value, norm_type)
+        return clip_per_tensor_(grads, clip_value, norm_type, group)
     if clip_type == "value":
-        return clip_value_(grads, clip_value), None
-    return non_finite_flag(grads), None
+        return clip_value_(grads, clip_value, group), None
+    return non_finite_flag(grads, group), None

@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import torch
 from torch import Tensor
 
-from pet.solver.clip import clip_, clip_coefficient, global_norm, is_non_finite
+from pet.solver.clip import Group, clip_, clip_coefficient, global_norm, is_non_finite, local_shards
 from pet.solver.fused_step import StepAttributes, is_fused
 
 logger = logging.getLogger(__name__)
@@ -80,33 +80,33 @@ class GradientClipper:
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             return
-        grads = [p.grad for p in params]
+        grads, group = local_shards([p.grad for p in params])  # FSDP: this process's shards, reduced over group
         if is_fused(optimizer):
-            self._before_fused_step(optimizer, grads)
+            self._before_fused_step(optimizer, grads, group)
         else:
-            self._before_host_step(params, grads)
+            self._before_host_step(params, grads, group)
 
-    def _before_host_step(self, params: List[Tensor], grads: List[Tensor]) -> None:
-        flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type)
+    def _before_host_step(self, params: List[Tensor], grads: List[Tensor], group: Group) -> None:
+        flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
         if flag.item():  # the update must not run
             self.skips.add_host_skip()
             for p in params:
                 p.grad = None
             logger.warning("Non-finite gradient: update skipped (%d skipped so far)", self.num_skipped)
 
-    def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor]) -> None:
+    def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor], group: Group) -> None:
         attributes = self._attributes
         attributes.save(optimizer)
         scale = attributes.scaler_scale  # set when a GradScaler hands over scaled gradients
         if self.clip_type == "full_model":
-            total = global_norm(grads, self.norm_type)
+            total = global_norm(grads, self.norm_type, group)
             self.last_norm = total if scale is None else total / scale
             attributes.set_clip_coefficient(optimizer, clip_coefficient(self.last_norm, self.clip_value))
             flag = is_non_finite(total)
         else:
             if scale is not None and self.clip_type != "none":
                 attributes.unscale(optimizer, grads)  # per-tensor and value limits apply to true gradients
-            flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type)
+            flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
         self.skips.add_device_flag(flag)
         attributes.set_found_inf(optimizer, flag)
 

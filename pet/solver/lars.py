@@ -6,11 +6,14 @@ apply as in `torch.optim.SGD`:  buf = momentum * buf + d;  w -= lr * buf  (or lr
 Nesterov). Groups with `lars_exclude=True` (norm layers and biases by default) skip the trust ratio.
 
 All tensors of a group are handled at once with `torch._foreach_*` kernels; there is no host synchronisation.
+Sharded parameters (FSDP2) get the trust ratio of the full tensors: the shards' norms are reduced over the group.
 """
 from typing import Any, Callable, Iterable, List, Optional
 
 import torch
 from torch import Tensor
+
+from pet.solver.clip import local_shards, reduce_norms
 
 
 class LARS(torch.optim.Optimizer):
@@ -58,7 +61,7 @@ class LARS(torch.optim.Optimizer):
         # A fresh list: the gradients themselves stay untouched.
         updates = torch._foreach_add(grads, params, alpha=wd) if wd else torch._foreach_mul(grads, 1.0)
         if not group["lars_exclude"]:
-            torch._foreach_mul_(updates, self._trust_ratios(params, grads, group))
+            torch._foreach_mul_(local_shards(updates)[0], self._trust_ratios(params, grads, group))
         momentum = group["momentum"]
         if momentum:
             buffers = self._momentum_buffers(params, updates, momentum)
@@ -70,8 +73,9 @@ class LARS(torch.optim.Optimizer):
 
     @staticmethod
     def _trust_ratios(params: List[Tensor], grads: List[Tensor], group: dict) -> List[Tensor]:
-        w_norm = torch.stack(torch._foreach_norm(params))
-        g_norm = torch.stack(torch._foreach_norm(grads))
+        (local_params, shards_group), (local_grads, _) = local_shards(params), local_shards(grads)
+        w_norm = reduce_norms(torch.stack(torch._foreach_norm(local_params)), 2.0, shards_group)
+        g_norm = reduce_norms(torch.stack(torch._foreach_norm(local_grads)), 2.0, shards_group)
         ratio = group["trust_coefficient"] * w_norm / (g_norm + group["weight_decay"] * w_norm + group["eps"])
         ratio = torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
         return list(ratio.unbind(0))

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from pet.config import get_cfg, validate_optimizer_cfg
 from pet.errors import ConfigError
@@ -67,9 +68,13 @@ def check_supported(kind: OptimizerType, groups: List[Dict[str, Any]], key: str 
 
 def supports_fused(kind: OptimizerType, groups: List[Dict[str, Any]]) -> bool:
     """Whether torch has fused kernels for the class and every parameter of `groups` (real floating point, a
-    supported device). torch checks devices only at the first step, so the choice is made before construction."""
-    return bool(kind.fused_devices) and all(
-        p.is_floating_point() and p.device.type in kind.fused_devices for group in groups for _, p in group["params"])
+    supported device; sharded ones only where the kernels take DTensors). torch checks devices only at the first
+    step, so the choice is made before construction."""
+    params = [p for group in groups for _, p in group["params"]]
+    if not kind.fused_sharded and any(isinstance(p, DTensor) for p in params):
+        return False
+    return bool(kind.fused_devices) and all(p.is_floating_point() and p.device.type in kind.fused_devices
+                                            for p in params)
 
 
 def implementation_kwargs(kind: OptimizerType, groups: List[Dict[str, Any]], implementation: str,

@@ -35,6 +35,7 @@ class OptimizerType:
         keys: the SOLVER.OPTIMIZER keys passed to its constructor (see KEY_ARGUMENTS).
         weight_decay: whether it has a weight decay (a non-zero decay for one without is refused).
         fused_devices: device types where torch has fused kernels for it.
+        fused_sharded: whether those kernels also take FSDP2's sharded parameters (DTensors).
         foreach: whether it takes `foreach` (torch's multi-tensor kernels).
         matrices_only: whether it updates 2-D matrices only (Muon).
         unmapped: key -> why it is not passed although the class has an argument of that name (logged when
@@ -45,6 +46,7 @@ class OptimizerType:
     keys: Tuple[str, ...] = ()
     weight_decay: bool = True
     fused_devices: FrozenSet[str] = frozenset()
+    fused_sharded: bool = False
     foreach: bool = True
     matrices_only: bool = False
     unmapped: Dict[str, str] = field(default_factory=dict)
@@ -53,8 +55,8 @@ class OptimizerType:
 _ADAM_LIKE = ("BETAS", "EPS")
 TABLE: Dict[str, OptimizerType] = {
     "SGD": OptimizerType(torch.optim.SGD, ("MOMENTUM", "NESTEROV"), fused_devices=_FUSED_EVERYWHERE),
-    "ADAM": OptimizerType(torch.optim.Adam, _ADAM_LIKE, fused_devices=_FUSED_EVERYWHERE),
-    "ADAMW": OptimizerType(torch.optim.AdamW, _ADAM_LIKE, fused_devices=_FUSED_EVERYWHERE),
+    "ADAM": OptimizerType(torch.optim.Adam, _ADAM_LIKE, fused_devices=_FUSED_EVERYWHERE, fused_sharded=True),
+    "ADAMW": OptimizerType(torch.optim.AdamW, _ADAM_LIKE, fused_devices=_FUSED_EVERYWHERE, fused_sharded=True),
     "ADAMAX": OptimizerType(torch.optim.Adamax, _ADAM_LIKE),
     "NADAM": OptimizerType(torch.optim.NAdam, _ADAM_LIKE),
     "RADAM": OptimizerType(torch.optim.RAdam, _ADAM_LIKE),

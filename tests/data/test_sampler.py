@@ -2,6 +2,7 @@
 import itertools
 
 import pytest
+import torch
 
 from pet.data import ResumableBatchSampler
 
@@ -45,3 +46,25 @@ def test_epochs_hold_whole_updates_and_reshuffle():
 def test_too_little_data_for_one_update_is_refused():
     with pytest.raises(ValueError, match="cannot fill one update"):
         ResumableBatchSampler(10, 4, accumulation=2, world_size=2)
+
+
+@pytest.mark.parametrize("before, after, accumulation", [(2, 1, 1), (1, 2, 1), (2, 3, 2)])
+def test_a_resume_with_another_number_of_processes_continues_at_the_same_sample(before, after, accumulation):
+    size, batch, done = 101, 4, 3  # 3 updates done before the resume
+    epoch_order = torch.randperm(size, generator=torch.Generator().manual_seed(5)).tolist()  # epoch 0, seed 5 + 0
+    old = [ResumableBatchSampler(size, batch, accumulation, rank, before, seed=5) for rank in range(before)]
+    taken = [i for sampler in old for micro in itertools.islice(sampler, done * accumulation) for i in micro]
+    position = old[0].position_at(done)
+    assert position == (0, len(taken))
+    assert sorted(taken) == sorted(epoch_order[:len(taken)])  # together, a prefix of the epoch's order
+
+    new = [ResumableBatchSampler(size, batch, accumulation, rank, after, seed=5, start_position=position)
+           for rank in range(after)]
+    rest = (size - len(taken)) // after // (batch * accumulation) * accumulation  # whole updates left in epoch 0
+    streams = [iter(sampler) for sampler in new]
+    later = [i for stream in streams for micro in itertools.islice(stream, rest) for i in micro]
+    assert sorted(later) == sorted(epoch_order[len(taken):len(taken) + len(later)])  # no sample twice, none lost
+    assert len(later) == rest * batch * after
+    # then epoch 1 from its start, as a run of `after` processes would take it
+    fresh = ResumableBatchSampler(size, batch, accumulation, 0, after, seed=5)
+    assert next(streams[0]) == fresh.epoch_order(1)[:batch].tolist()

@@ -25,7 +25,9 @@ def test_changes_that_alter_the_batches_are_warned_about(caplog):
     with caplog.at_level(logging.INFO, logger="pet.engine.resume"):
         report_resume(checkpoint_of(world_size=2), cfg, world_size=1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["The resumed run's batches differ from those of an uninterrupted run: TRAIN.BATCH_SIZE 32 -> "
+    assert warnings == ["The world size changed: the checkpoint was written by 2 processes, this run has 1; the data "
+                        "continue at the sample where they stopped",
+                        "The resumed run's batches differ from those of an uninterrupted run: TRAIN.BATCH_SIZE 32 -> "
                         "64, processes 2 -> 1"]
     assert "Resuming with SOLVER.OPTIMIZER.BASE_LR = 0.2 (the checkpoint's run had 0.001)" in caplog.text
 
