@@ -5,7 +5,7 @@ gathered for its forward and backward only. Parameters keep their names, so para
 checkpoints address them exactly as they do an unsharded model.
 """
 import logging
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import nn
@@ -65,30 +65,29 @@ def shard_model(model: nn.Module, mesh: DeviceMesh, reshard_after_forward: bool 
     for block in blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
-    share_buffers_of_rank_0(model)
     logger.info("FSDP: %d blocks and the root sharded over %d processes (parameters gathered in %s)", len(blocks),
                 mesh.size(), param_dtype)
     return model
 
 
-def share_buffers_of_rank_0(model: nn.Module) -> None:
-    """Give every process rank 0's buffers (BatchNorm statistics) before each forward pass, as DDP does, and
-    before the state dict is taken: FSDP shards parameters only, and each process's statistics would drift apart
-    otherwise (and a checkpoint would hold whichever process's copy it stored). One broadcast per dtype."""
+def rank_0_buffers(model: nn.Module) -> Optional[Callable[[], None]]:
+    """A function that gives every process rank 0's buffers (BatchNorm statistics), one broadcast per dtype; None
+    with one process or no buffers. FSDP shards parameters only: called after every update (the trainer does),
+    it keeps the buffers the same everywhere, as DDP does, where they are averaged, evaluated and saved."""
     buffers = [b for b in model.buffers() if b.numel()]
+    if not buffers or torch.distributed.get_world_size() == 1:
+        return None
     # In the buffers' order: every process must broadcast the same groups in the same order.
     by_dtype = {dtype: [b for b in buffers if b.dtype == dtype] for dtype in dict.fromkeys(b.dtype for b in buffers)}
 
     @torch.no_grad()
-    def broadcast(*_: Any) -> None:
+    def broadcast() -> None:
         for group in by_dtype.values():
             flat = torch.cat([b.reshape(-1) for b in group])
             torch.distributed.broadcast(flat, src=0)
             torch._foreach_copy_(group, [part.view_as(b) for part, b in zip(flat.split([b.numel() for b in group]),
                                                                               group)])
-    if buffers and torch.distributed.get_world_size() > 1:
-        model.register_forward_pre_hook(broadcast)
-        model.register_state_dict_pre_hook(broadcast)
+    return broadcast
 
 
 def is_sharded(model: Any) -> bool:

@@ -88,6 +88,17 @@ class LRSchedulerHook(HookBase):
             unit.scheduler.step()
 
 
+class SharedBuffersHook(HookBase):
+    """After every update, runs `share` (FSDP: every process takes rank 0's buffers), before the weight average,
+    evaluation and checkpoints see them."""
+
+    def __init__(self, share: Callable[[], None]) -> None:
+        self.share = share
+
+    def after_step(self) -> None:
+        self.share()
+
+
 class GradNormHook(HookBase):
     """Records the global gradient norm that clipping computed anyway (of the true gradients, before clipping) as
     `grad_norm` (`grad_norm/<optimizer>` for named optimizers), at the iterations the writers write: reading it

@@ -23,9 +23,9 @@ from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import Checkpointer, StateDictGroup, checkpoint_weights, safe_output_path
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
-from pet.engine.fsdp import device_mesh, is_sharded, shard_model
+from pet.engine.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
 from pet.engine.hooks import (EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
-                              PeriodicCheckpointer, PeriodicWriter, computes_norm)
+                              PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook, computes_norm)
 from pet.engine.logs import attach_log_file, setup_logging
 from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.preemption import StopSignals
@@ -235,12 +235,14 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
         return results
 
     eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, evaluate)
+    share = rank_0_buffers(model) if is_sharded(model) else None
     writers = [ConsoleWriter(solver.max_iter),
                JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
         IterationTimer(),
         LRSchedulerHook(solver.units),
+        SharedBuffersHook(share) if share is not None else None,
         GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(computes_norm(u.optimizer) for u in solver.units)
         else None,
         solver.ema,  # after the update, before it is evaluated or saved

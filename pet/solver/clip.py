@@ -9,49 +9,20 @@ Each function returns a non-finite flag: a float32 0-dim tensor on the gradients
 inf or NaN (the form torch's fused kernels and `GradScaler` take as `found_inf`). Nothing here synchronises with
 the host.
 
-Sharded gradients (FSDP2's DTensors) are handled through their local shards (`local_shards`) and the process
+Sharded gradients (FSDP2's DTensors) are handled through their local shards (`pet.solver.shards`) and the process
 group they are sharded over: norms and flags are then reduced over the group (one all-reduce each), so every
 process sees the norm of the full tensors and the same flag, and skips or takes the update with the others.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
-from torch.distributed.tensor import DTensor
 
-Group = Optional[dist.ProcessGroup]
+from pet.solver.shards import Group, reduce_flag, reduce_norms
 
 # Same guard as torch's clip_grad_norm_, so `norm` matches a loop of it exactly.
 _EPS = 1e-6
-
-
-def local_shards(tensors: Sequence[Tensor]) -> Tuple[List[Tensor], Group]:
-    """Each tensor's local shard (sharing its storage) and the process group they are sharded over: the tensors
-    themselves and None when they are not DTensors."""
-    if not tensors or not isinstance(tensors[0], DTensor):
-        return list(tensors), None
-    return [t.to_local() for t in tensors], tensors[0].device_mesh.get_group()
-
-
-def reduce_norms(norms: Tensor, norm_type: float, group: Group) -> Tensor:
-    """The norms of the full tensors from the norms of this process's shards (unchanged without a group)."""
-    if group is None:
-        return norms
-    if math.isinf(norm_type):
-        dist.all_reduce(norms, dist.ReduceOp.MAX, group=group)
-        return norms
-    powers = norms.pow(norm_type)
-    dist.all_reduce(powers, group=group)
-    return powers.pow(1.0 / norm_type)
-
-
-def reduce_flag(flag: Tensor, group: Group) -> Tensor:
-    """1.0 on every process when any process's flag is 1.0."""
-    if group is not None:
-        dist.all_reduce(flag, dist.ReduceOp.MAX, group=group)
-    return flag
 
 
 def norm_dtype(grads: List[Tensor]) -> Optional[torch.dtype]:

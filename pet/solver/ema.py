@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterator
 import torch
 from torch import nn
 
+from pet.solver.shards import local_shards
+
 
 class WeightEMA:
     """The average of `model`'s parameters and floating-point buffers.
@@ -54,7 +56,9 @@ class WeightEMA:
     def update(self) -> None:
         """Move the average towards the model's current tensors (call after a real optimizer update)."""
         self.updates += 1
-        torch._foreach_lerp_(self.average, [t.detach() for t in self.tensors], 1.0 - self.decay_at(self.updates))
+        # Sharded (FSDP) parameters and their averages are moved shard by shard, beside the plain buffers.
+        torch._foreach_lerp_(local_shards(self.average)[0], local_shards([t.detach() for t in self.tensors])[0],
+                             1.0 - self.decay_at(self.updates))
         if self.copied:
             torch._foreach_copy_(self.average_copied, self.copied)
 
@@ -62,8 +66,9 @@ class WeightEMA:
     @torch.no_grad()
     def swapped_in(self) -> Iterator[None]:
         """Within the block the model holds the average; its own tensors come back afterwards."""
-        tensors, average = self.tensors + self.copied, self.average + self.average_copied
-        own = [t.detach().clone() for t in tensors]
+        tensors = local_shards([t.detach() for t in self.tensors + self.copied])[0]
+        average = local_shards(self.average + self.average_copied)[0]
+        own = [t.clone() for t in tensors]
         torch._foreach_copy_(tensors, average)
         try:
             yield

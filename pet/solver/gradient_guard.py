@@ -13,7 +13,8 @@ from typing import Any, List, Optional
 import torch
 from torch import Tensor
 
-from pet.solver.clip import Group, clip_, clip_coefficient, global_norm, is_non_finite, local_shards
+from pet.solver.clip import clip_, clip_coefficient, global_norm, is_non_finite
+from pet.solver.shards import Group, local_shards
 from pet.solver.fused_step import StepAttributes, is_fused
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, List, Optional
 import torch
 from torch import Tensor
 
-from pet.solver.clip import local_shards, reduce_norms
+from pet.solver.shards import local_shards, reduce_norms
 
 
 class LARS(torch.optim.Optimizer):

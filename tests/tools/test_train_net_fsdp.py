@@ -20,9 +20,10 @@ from tests.tools.test_train_net import metrics
 pytestmark = pytest.mark.slow  # end-to-end: real processes
 
 EXPORT = os.path.join(os.path.dirname(TRAIN_NET), "export_weights.py")
-# 2 processes x 4 images per update, full-model clipping that acts, every iteration written.
+# 2 processes x 4 images per update, full-model clipping that acts, a weight EMA, every iteration written.
 SHARDED = ["TRAIN.BATCH_SIZE", "4", "SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", "True",
-           "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE", "1.0", "DISTRIBUTED.STRATEGY", "FSDP", "TRAIN.CHECKPOINTS_TO_KEEP", "2"]
+           "SOLVER.OPTIMIZER.CLIP_GRADIENTS.CLIP_VALUE", "1.0", "SOLVER.EMA.ENABLED", "True",
+           "SOLVER.EMA.WARMUP_ITERS", "5", "DISTRIBUTED.STRATEGY", "FSDP", "TRAIN.CHECKPOINTS_TO_KEEP", "2"]
 
 
 def torchrun(nproc, output_dir, *extra, cfg=DEFAULT_CFG):
@@ -51,9 +52,11 @@ def test_checkpoints_are_folders_that_test_net_and_export_weights_read(sharded_r
         "model_0000020", "model_0000030", "model_final"]  # the oldest periodic folder pruned
     assert (output_dir / "last_checkpoint").read_text() == "model_final\n"
     assert {"extra.pth", ".metadata"} <= set(os.listdir(output_dir / "model_final"))
-    logged = metrics(output_dir)[-1]["val/accuracy"]
-    evaluated = run([sys.executable, TEST_NET, "--cfg", DEFAULT_CFG, "--weights", str(output_dir / "model_final")])
-    assert f"val/accuracy={logged:.4f}" in evaluated.stdout
+    logged = metrics(output_dir)[-1]
+    for option, prefix in (([], "val"), (["--ema"], "val_ema")):  # the weights and their average, as logged
+        evaluated = run([sys.executable, TEST_NET, "--cfg", DEFAULT_CFG, "--weights", str(output_dir / "model_final"),
+                         *option])
+        assert f"val/accuracy={logged[prefix + '/accuracy']:.4f}" in evaluated.stdout
     exported = tmp_path / "weights.pth"
     run([sys.executable, EXPORT, "--weights", str(output_dir / "model_final"), "--out", str(exported)])
     state = torch.load(exported, weights_only=True)
