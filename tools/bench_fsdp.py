@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.tensor import distribute_tensor
 
 from pet.config import get_cfg
 from pet.engine.fsdp import device_mesh, shard_model
@@ -46,9 +47,9 @@ def sharded_model(name: str, device: torch.device) -> nn.Module:
     cfg.merge_from_list(["MODEL.NAME", name, "MODEL.NUM_CLASSES", 1000, "DATA.IMAGE_SIZE", 224])
     torch.manual_seed(0)
     model = shard_model(build_classifier(cfg).to(device), device_mesh(device, dist.get_world_size()))
-    for p in model.parameters():
-        p.grad = torch.distributed.tensor.DTensor.from_local(torch.randn_like(p.to_local()) * 1e-2, p.device_mesh,
-                                                             p.placements)
+    for p in model.parameters():  # the same full gradient in every process, each holding its shard
+        full = torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 1e-2
+        p.grad = distribute_tensor(full.to(device), p.device_mesh, p.placements)
     return model
 
 

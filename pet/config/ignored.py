@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 from pet.config.defaults import get_cfg
 from pet.config.named_optimizers import optimizer_entries
+from pet.imports import is_import_path
 from pet.lr_policies import POLICIES, lookup, policy_arguments
 
 # Keys that only a policy reads (all the others apply to every policy).
@@ -55,8 +56,8 @@ def _scheduler(sched: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
 
 def _run(cfg: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
     dataset = cfg.DATA.DATASET
-    for key, datasets in DATA_KEYS_BY_DATASET.items():
-        if dataset not in datasets and _changed(cfg, defaults, f"DATA.{key}"):
+    for key, datasets in DATA_KEYS_BY_DATASET.items():  # a user's builder gets the config: it may read any
+        if dataset not in datasets and not is_import_path(dataset) and _changed(cfg, defaults, f"DATA.{key}"):
             yield f"DATA.{key}", f"DATA.DATASET {dataset} does not read it"
     for node, reader in (("SHAPES", "shapes"), ("COCO", "coco")):
         for key in cfg.DATA[node]:

@@ -2,11 +2,14 @@
 
 yacs itself raises `KeyError`, `AssertionError` or `ValueError` depending on where a merge fails, and rejects
 `BASE_LR: 1` (int for a float key). This node accepts the harmless cases (int for float, list for tuple,
-"inf" for a float) and turns everything else into one `ConfigError` that names the full key.
+"inf" for a float) and turns everything else into one `ConfigError` that names the full key. A YAML file may
+start from others: `_BASE_: other.yaml` (a path relative to the file, or a list of them) is read first, at any
+depth, and the file's own keys are laid over it, as in detectron2.
 """
 import difflib
 import math
-from typing import Any, Iterable
+import os
+from typing import Any, Iterable, List, Optional
 
 import yaml
 from yacs.config import CfgNode as _YacsCfgNode
@@ -18,19 +21,9 @@ class CfgNode(_YacsCfgNode):
     """yacs CfgNode with strict, well-reported merges from YAML files, other nodes and key/value lists."""
 
     def merge_from_file(self, cfg_filename: str) -> None:
-        """Merge a YAML file into this node; a missing, unreadable or malformed file is a `ConfigError`."""
-        try:
-            with open(cfg_filename, encoding="utf-8") as f:
-                loaded = yaml.load(f, Loader=UniqueKeyLoader)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {cfg_filename}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"config file {cfg_filename} is not UTF-8 text (byte {e.start})") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {cfg_filename} is not valid YAML: {_one_line(e)}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {cfg_filename} must hold a mapping of keys, got {type(loaded).__name__}")
-        _merge_dict(loaded, self, prefix="")
+        """Merge a YAML file (after its `_BASE_` files) into this node; a missing, unreadable or malformed file,
+        and a `_BASE_` cycle, are a `ConfigError`."""
+        _merge_dict(load_with_bases(cfg_filename), self, prefix="")
 
     def merge_from_other_cfg(self, cfg_other: _YacsCfgNode, prefix: str = "") -> None:
         """Merge another node (or plain dict) into this one, with the same checks as a file; errors name keys
@@ -40,19 +33,24 @@ class CfgNode(_YacsCfgNode):
     def merge_from_list(self, cfg_list: Iterable[Any]) -> None:
         """Merge `[KEY, VALUE, KEY, VALUE, ...]` (e.g. from the command line) into this node."""
         items = list(cfg_list)
+        written_together = next((str(item) for item in items[0::2] if "=" in str(item)), None)
+        if written_together is not None:
+            key, _, value = written_together.partition("=")
+            raise ConfigError(f"config overrides are KEY VALUE pairs separated by a space: write `{key} {value}`, "
+                              f"not `{written_together}`")
         if len(items) % 2:
             raise ConfigError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {items}")
         for full_key, raw in zip(items[0::2], items[1::2]):
             *parents, leaf = str(full_key).split(".")
             node = self
             for depth, name in enumerate(parents):
-                node = _child_node(node, name, ".".join(parents[: depth + 1]))
+                node = _child_node(node, name, ".".join(parents[: depth + 1]), full_key, self)
             value = self._decode_cfg_value(raw)
             if leaf not in node and node.is_new_allowed():
                 node[leaf] = value  # checked when the open node is read (e.g. SOLVER.OPTIMIZERS.<name>)
                 continue
             if leaf not in node:
-                raise ConfigError(_unknown_key_message(node, leaf, full_key))
+                raise ConfigError(_unknown_key_message(node, leaf, full_key, self))
             node[leaf] = _coerce(value, node[leaf], full_key)
 
 
@@ -71,6 +69,50 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def read_yaml(cfg_filename: str) -> dict:
+    """The mapping a YAML config file holds; a `ConfigError` naming the file for anything else."""
+    try:
+        with open(cfg_filename, encoding="utf-8") as f:
+            loaded = yaml.load(f, Loader=UniqueKeyLoader)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {cfg_filename}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {cfg_filename} is not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {cfg_filename} is not valid YAML: {_one_line(e)}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {cfg_filename} must hold a mapping of keys, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_with_bases(cfg_filename: str, chain: Optional[List[str]] = None) -> dict:
+    """The keys of a YAML config file laid over those of its `_BASE_` files (read the same way, first)."""
+    chain = [*(chain or []), os.path.realpath(cfg_filename)]
+    loaded = read_yaml(cfg_filename)
+    bases = loaded.pop("_BASE_", [])
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        if not isinstance(base, str):
+            raise ConfigError(f"config file {cfg_filename}: _BASE_ must name files, got {base!r}")
+        path = os.path.join(os.path.dirname(cfg_filename), base)
+        if os.path.realpath(path) in chain:
+            raise ConfigError(f"config file {cfg_filename}: _BASE_ {base} leads back to itself "
+                              f"({' -> '.join(os.path.basename(c) for c in chain)} -> {os.path.basename(path)})")
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} does not exist")
+        merged = _overlay(merged, load_with_bases(path, chain))
+    return _overlay(merged, loaded)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    """`base` with `top`'s keys laid over it, mapping by mapping."""
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _overlay(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
 def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:
     for key, raw in source.items():
         full_key = f"{prefix}{key}"
@@ -87,11 +129,12 @@ def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:
             target[key] = _coerce(CfgNode._decode_cfg_value(raw), target[key], full_key)
 
 
-def _child_node(node: CfgNode, name: str, full_key: str) -> CfgNode:
+def _child_node(node: CfgNode, name: str, full_key: str, whole_key: str, root: CfgNode) -> CfgNode:
+    """`node[name]` (`full_key`) on the way to `whole_key` of `root`."""
     if name not in node and node.is_new_allowed():
         node[name] = CfgNode(new_allowed=True)
     if name not in node:
-        raise ConfigError(_unknown_key_message(node, name, full_key))
+        raise ConfigError(_unknown_key_message(node, name, full_key, root, whole_key))
     if not isinstance(node[name], _YacsCfgNode):
         raise ConfigError(f"{full_key} is a value, not a group of keys")
     return node[name]
@@ -115,10 +158,26 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
     raise ConfigError(f"{full_key}: expected a {type(default).__name__} like {default!r}, got {value!r}")
 
 
-def _unknown_key_message(node: dict, key: str, full_key: str) -> str:
+def _unknown_key_message(node: dict, key: str, full_key: str, root: Optional[dict] = None,
+                         whole_key: Optional[str] = None) -> str:
+    whole_key = str(whole_key or full_key)
+    if root is not None and _has_key(root, whole_key.upper()):  # solver.optimizer.base_lr
+        return f"unknown config key {whole_key}; did you mean {whole_key.upper()}? (config keys are upper case)"
+    if str(key).upper() in node:  # a lower-case key in a YAML file
+        return f"unknown config key {full_key}; did you mean {str(key).upper()}? (config keys are upper case)"
     close = difflib.get_close_matches(str(key), [str(k) for k in node.keys()], n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown config key {full_key}{hint}"
+
+
+def _has_key(root: dict, full_key: str) -> bool:
+    node: Any = root
+    for name in full_key.split("."):
+        if not isinstance(node, dict) or name not in node:
+            return False
+        node = node[name]
+    return True
+
 
 
 def _one_line(error: Exception) -> str:

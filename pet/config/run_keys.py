@@ -2,6 +2,7 @@
 training-config table), and the names of the data sets of each task."""
 from pet.config.rules import BOOL, PATH, Rule, int_at_least, is_int, is_number, one_of
 from pet.config.schema import Key, Section
+from pet.imports import is_import_path
 
 CLASSIFICATION_DATASETS = ("digits", "image_folder", "fake")
 DETECTION_DATASETS = ("shapes", "coco")
@@ -16,12 +17,18 @@ RUN: Section = {
                                      "a torchvision classification or detection model name"),
                     "any torchvision classification model (`resnet50`, `mobilenet_v3_small`, `efficientnet_b0`, "
                     "`swin_t`, `vit_b_16`, ...), split into `backbone` + `head`; or a detector (see "
-                    "[Detection](#detection)); no pretrained weights"),
+                    "[Detection](#detection)); or the import path of your own builder (`my_pkg.models:build_net`, "
+                    "called with the config)"),
         "NUM_CLASSES": Key(10, int_at_least(2, high=10 ** 6), "classifiers: outputs of the head, >= 2 and at least the data's "
                                                 "classes; detectors: categories + 1 (the background)"),
-        "NORM": Key("BN", one_of(("BN", "GN", "FROZEN_BN")), "`BN` keeps torchvision's BatchNorm2d; `GN` (GroupNorm) "
-                                                             "or `FROZEN_BN` (FrozenBatchNorm2d) replace every "
-                                                             "BatchNorm2d"),
+        "WEIGHTS": Key("", Rule(lambda v: isinstance(v, str), "a file or folder path, or \"\""),
+                       "weights to start from (fine-tuning): a checkpoint of this project (`.pth` or an FSDP "
+                       "folder) or a plain state dict such as torchvision's; tensors of another shape (a new head) "
+                       "stay initialised; no optimizer state or iteration is taken (that is `--resume`)"),
+        "NORM": Key("BN", one_of(("BN", "GN", "FROZEN_BN", "SyncBN")),
+                    "`BN` keeps torchvision's BatchNorm2d; `GN` (GroupNorm) or `FROZEN_BN` (FrozenBatchNorm2d) "
+                    "replace every BatchNorm2d; `SyncBN` makes them SyncBatchNorm (statistics over all processes, "
+                    "GPUs only)"),
         "SMALL_INPUT": Key(False, BOOL, "stride-1 stem without max pool for 8-64 pixel images (ResNet, MobileNet, "
                                         "EfficientNet families)"),
         "DETECTION": {
@@ -31,9 +38,12 @@ RUN: Section = {
         },
     },
     "DATA": {
-        "DATASET": Key("digits", one_of(CLASSIFICATION_DATASETS + DETECTION_DATASETS, case_sensitive=True),
+        "DATASET": Key("digits", Rule(lambda v: v in CLASSIFICATION_DATASETS + DETECTION_DATASETS or is_import_path(v),
+                                      " | ".join(CLASSIFICATION_DATASETS + DETECTION_DATASETS)
+                                      + " | the import path of your builder (my_pkg.data:build_my_set)"),
                        "classification: `digits` (scikit-learn's bundled 8x8 digits, no download), `image_folder`, "
-                       "`fake` (torchvision FakeData); detection: `shapes` (generated), `coco`"),
+                       "`fake` (torchvision FakeData); detection: `shapes` (generated), `coco`; or the import path "
+                       "of your own builder, called with the config and the split (`train` / `val`)"),
         "ROOT": Key("", Rule(lambda v: isinstance(v, str), "a folder path"),
                     "`image_folder`: a folder with `train/<class>/*` and `val/<class>/*`; `coco`: the folder "
                     "`DATA.COCO` paths are relative to; `shapes`: where the set is written (`\"\"`: `datasets/`)"),
@@ -69,6 +79,9 @@ RUN: Section = {
         "MAX_CONSECUTIVE_SKIPS": Key(20, int_at_least(0, " (0: never stop)"),
                                      "stop with an error after this many skipped updates in a row, saving "
                                      "`model_last_good.pth`; 0 never stops"),
+        "BEST_METRIC": Key("", Rule(lambda v: isinstance(v, str), "an evaluation result name, or \"\""),
+                           "keep `model_best.pth`, the checkpoint of the best evaluation by this result (e.g. "
+                           "`val/accuracy`, `val/mAP`; lower is better for a loss); `\"\"`: off"),
         "KEEP_FREED_MEMORY": Key(True, BOOL, "on CPU, keep the memory a step frees for the next one (glibc "
                                              "`mallopt`) instead of returning it to the OS every update: fewer page "
                                              "faults, about a fifth faster; the process's memory does not shrink"),

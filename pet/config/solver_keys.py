@@ -146,7 +146,7 @@ SOLVER: Section = {
     },
     "AMP": {
         "ENABLED": Key(False, BOOL, "mixed precision"),
-        "DTYPE": Key("float16", one_of(("float16", "bfloat16"), case_sensitive=True),
-                     "`float16` (with a GradScaler) or `bfloat16`"),
+        "DTYPE": Key("AUTO", one_of(("AUTO", "float16", "bfloat16"), case_sensitive=True),
+                     "`AUTO` (bfloat16 on CPU, float16 on CUDA), `float16` (with a GradScaler) or `bfloat16`"),
     },
 }

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from pet.errors import ConfigError
+from pet.imports import builder, is_import_path
 from pet.config.run_keys import DETECTION_DATASETS
 from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
@@ -20,6 +21,8 @@ SHAPES_DEFAULT_ROOT = "datasets"
 def build_dataset(cfg: Any, split: str) -> Dataset:
     """The `split` ("train" or "val") of the data set named by DATA.DATASET."""
     data = cfg.DATA
+    if is_import_path(data.DATASET):
+        return build_imported_dataset(cfg, split)
     if data.DATASET == "digits":
         try:
             return DigitsDataset(split, val_fraction=data.VAL_FRACTION, seed=cfg.SEED)
@@ -39,6 +42,16 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
     return datasets.FakeData(size=data.FAKE_SIZE, image_size=(3, data.IMAGE_SIZE, data.IMAGE_SIZE),
                              num_classes=cfg.MODEL.NUM_CLASSES, transform=transforms.ToTensor(),
                              random_offset=0 if split == "train" else data.FAKE_SIZE)
+
+
+def build_imported_dataset(cfg: Any, split: str) -> Dataset:
+    """`builder(cfg, split)` for the builder DATA.DATASET names; anything without a length and items is a
+    `ConfigError`."""
+    dataset = builder(cfg.DATA.DATASET, "DATA.DATASET", "cfg, split", 2)(cfg, split)
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} returned a {type(dataset).__name__} for the {split} "
+                          "split, not a data set (an object with __len__ and __getitem__)")
+    return dataset
 
 
 def coco_paths(data: Any, split: str) -> Tuple[str, str]:

@@ -211,20 +211,21 @@ class Checkpointer:
         self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
         self.objects = objects
 
-    def save(self, name: str, iteration: int) -> Optional[str]:
-        """Write `<name>.pth` holding every object, the iteration, the metadata and the RNG states of every
-        process; return its path. Every process calls it (the RNG states are gathered); only an enabled one
-        writes."""
+    def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None
+             ) -> Optional[str]:
+        """Write `<name>.pth` holding every object, the iteration, the metadata (and `extra`) and the RNG states of
+        every process, then (with `mark`) name it in `last_checkpoint`; return its path. Every process calls it
+        (the RNG states are gathered); only an enabled one writes."""
         rng = gather_rng_states()
+        metadata = dict(self.metadata, **(extra or {}), iteration=iteration, rng=rng)
         # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
         # hold the model's own tensors, so they are written before it is left.
         with self.save_context():
             if self.sharded:
-                path = self._write_folder(name, dict(self._sharded_states(), **self.metadata, iteration=iteration,
-                                                     rng=rng), iteration)
+                path = self._write_folder(name, dict(self._sharded_states(), **metadata), iteration, mark)
             elif self.enabled:
-                path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()},
-                                              **self.metadata, iteration=iteration, rng=rng))
+                path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()}, **metadata),
+                                   mark)
             if not self.enabled:
                 return None
         logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
@@ -242,22 +243,23 @@ class Checkpointer:
                                 for name, optimizer in optimizers.items()}
         return states
 
-    def _write_folder(self, name: str, data: Dict[str, Any], iteration: int) -> str:
+    def _write_folder(self, name: str, data: Dict[str, Any], iteration: int, mark: bool) -> str:
         path = os.path.join(self.save_dir, name)
         try:
             write_folder(path, data, os.path.join(self.save_dir, f".{name}.tmp-{iteration}"))
-            if self.enabled:
+            if self.enabled and mark:
                 atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}\n".encode()))
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is "
                                   "intact") from None
         return path
 
-    def _write(self, name: str, data: Dict[str, Any]) -> str:
+    def _write(self, name: str, data: Dict[str, Any], mark: bool = True) -> str:
         path = os.path.join(self.save_dir, f"{name}.pth")
         try:
             atomic_write(path, lambda f: torch.save(data, f))
-            atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+            if mark:
+                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
         except OSError as e:
             kept = self.latest()
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "

@@ -1,10 +1,11 @@
 """Command-line plumbing for tools/: argument parsing and one-line `error: ...` exits, never a traceback."""
 import argparse
+import os
 import sys
 from typing import Any, Callable, List, Optional
 
 from pet.config import get_cfg
-from pet.errors import USER_ERRORS, Preempted
+from pet.errors import USER_ERRORS, ConfigError, Preempted
 
 # The exit code of a run that SIGTERM or SIGUSR1 stopped with a checkpoint (resume it with --resume).
 PREEMPTED_EXIT_CODE = 3
@@ -16,10 +17,11 @@ class CommandLineError(ValueError):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are exceptions, reported by `run` as one line; options must be spelled out
-    (`--resum` is an error, not `--resume`)."""
+    (`--resum` is an error, not `--resume`); `--help` shows every option's default."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)  # --help shows the defaults
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -34,16 +36,23 @@ def load_config(cfg_file: str, overrides: List[str]) -> Any:
     return cfg
 
 
+def say_error(message: str, every_process: bool = False) -> None:
+    """Print `message` on stderr. A bad config or command line is the same in every process under torchrun, and
+    only rank 0 says so; other errors (a stalled peer, a process's own data) are said by each process."""
+    if every_process or os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)
+
+
 def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> int:
     """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2; a run stopped by SIGTERM or
     SIGUSR1 returns 3 (SIGINT: 130) after its checkpoint; else return 0."""
     try:
         main(argv)
     except CommandLineError as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
+        say_error(f"error: {e} (see --help)")
         return 2
     except USER_ERRORS as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        say_error(f"error: {' '.join(str(e).split())}", every_process=not isinstance(e, ConfigError))
         return 2
     except Preempted as e:
         interrupted = e.signal_name == "SIGINT"

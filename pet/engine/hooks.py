@@ -5,12 +5,13 @@ the lr of a step is recorded before the scheduler moves, metrics are written bef
 evaluation results reach the writers of the same iteration.
 """
 import logging
+import os
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
-from pet.engine.checkpoint import Checkpointer
+from pet.engine.checkpoint import Checkpointer, read_checkpoint
 from pet.engine.writers import EventWriter
-from pet.errors import NonFiniteError, Preempted
+from pet.errors import CheckpointError, NonFiniteError, Preempted
 from pet.solver.ema import WeightEMA
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class EvalHook(HookBase):
         self.period = period
         self.evaluate = evaluate
         self.results: Dict[str, float] = {}
+        self.evaluated_at = -1  # the iteration of the latest evaluation
 
     def after_step(self) -> None:
         if self.every(self.period) and not self.is_last_iter():
@@ -143,14 +145,19 @@ class EvalHook(HookBase):
 
     def _evaluate(self) -> None:
         self.results = self.evaluate()
+        self.evaluated_at = self.trainer.iter
         self.trainer.storage.put_scalars(**self.results)
         logger.info("Evaluation at iteration %d: %s", self.trainer.iter + 1,
                     ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
 
 
+EVALUATION_PREFIXES = ("val/", "val_ema/")
+
+
 class PeriodicWriter(HookBase):
-    """Hands the storage to every writer every `period` iterations, and once more when training ends (the last
-    iteration with its final evaluation, or what a stopped run recorded since the last write)."""
+    """Hands the storage to every writer every `period` iterations, at every iteration that evaluated, and once
+    more when training ends (the last iteration with its final evaluation, or what a stopped run recorded since
+    the last write)."""
 
     def __init__(self, writers: List[EventWriter], period: int) -> None:
         self.writers = writers
@@ -158,8 +165,10 @@ class PeriodicWriter(HookBase):
         self._written = -1  # the storage's version at the last write
 
     def after_step(self) -> None:
-        if self.every(self.period) and not self.is_last_iter():
-            self._write()
+        evaluated = any(name.startswith(EVALUATION_PREFIXES) and iteration == self.trainer.iter
+                        for name, (_, iteration) in self.trainer.storage.latest().items())
+        if (self.every(self.period) or evaluated) and not self.is_last_iter():
+            self._write()  # every evaluation reaches the writers, whatever its period
 
     def after_train(self) -> None:
         if self.trainer.storage.version != self._written:
@@ -200,6 +209,54 @@ class PeriodicCheckpointer(HookBase):
     def _save(self, name: str, done: int) -> None:
         self.checkpointer.save(name, done)
         self._saved_at = done
+
+
+class BestCheckpointer(HookBase):
+    """Keeps `model_best.pth` (a folder under FSDP): a checkpoint of the evaluation that scored best so far by
+    `metric` (TRAIN.BEST_METRIC; higher is better, lower for a loss). The score is kept in the checkpoint, so a
+    resumed run compares with it; `last_checkpoint` keeps naming the newest checkpoint, not the best."""
+
+    def __init__(self, checkpointer: Checkpointer, metric: str, eval_hook: EvalHook) -> None:
+        self.checkpointer = checkpointer
+        self.metric = metric
+        self.eval_hook = eval_hook
+        self.sign = -1.0 if "loss" in metric else 1.0
+        self.best = best_score_on_disk(checkpointer, metric)
+        self._considered = -1
+
+    def after_step(self) -> None:
+        self._consider()
+
+    def after_train(self) -> None:
+        self._consider()
+
+    def _consider(self) -> None:
+        hook = self.eval_hook
+        if hook.evaluated_at in (-1, self._considered):
+            return
+        self._considered = hook.evaluated_at
+        if self.metric not in hook.results:
+            logger.warning("TRAIN.BEST_METRIC = %r is not among the evaluation's results (%s): no model_best is kept",
+                           self.metric, ", ".join(hook.results))
+            return
+        score = hook.results[self.metric]
+        if self.best is None or self.sign * score > self.sign * self.best:
+            self.checkpointer.save("model_best", hook.evaluated_at + 1, mark=False,
+                                   extra={"best": {self.metric: score}})
+            logger.info("Best %s so far: %.4f at iteration %d (model_best)", self.metric, score, hook.evaluated_at + 1)
+            self.best = score
+
+
+def best_score_on_disk(checkpointer: Checkpointer, metric: str) -> Optional[float]:
+    """The score `model_best` of an earlier part of this run holds (None without one, or for another metric)."""
+    path = os.path.join(checkpointer.save_dir, f"model_best{checkpointer.suffix}")
+    if not os.path.exists(path):
+        return None
+    try:
+        return read_checkpoint(path).get("best", {}).get(metric)
+    except CheckpointError as e:
+        logger.warning("Cannot read the score of %s (%s); the next evaluation replaces it", path, e)
+        return None
 
 
 class EMAHook(HookBase):

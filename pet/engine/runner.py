@@ -24,18 +24,19 @@ from pet.engine.checkpoint import Checkpointer, StateDictGroup, checkpoint_weigh
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
 from pet.engine.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
-from pet.engine.hooks import (EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
+from pet.engine.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
                               PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook, computes_norm)
 from pet.engine.logs import attach_log_file, setup_logging
 from pet.engine.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.preemption import StopSignals
+from pet.engine.pretrained import load_pretrained
 from pet.engine.resume import report_resume
 from pet.engine.schedule_free_weights import averaged_weights
 from pet.engine.tasks import Task, check_num_classes, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
-from pet.models.norms import check_batch_statistics
+from pet.models.norms import check_batch_statistics, check_norm_device
 from pet.solver.ema import WeightEMA
 from pet.solver.run_optimizers import SolverUnit, build_run_solver, images_per_update
 from pet.solver.schedule_free import training_mode
@@ -43,6 +44,17 @@ from pet.solver.schedule_free import training_mode
 logger = logging.getLogger(__name__)
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype_for(name: str, device: torch.device) -> torch.dtype:
+    """SOLVER.AMP.DTYPE on `device`: AUTO is bfloat16 on CPU (no GradScaler needed, and fast there) and float16
+    elsewhere; float16 on CPU is taken with a warning."""
+    if name == "AUTO":
+        return torch.bfloat16 if device.type == "cpu" else torch.float16
+    if name == "float16" and device.type == "cpu":
+        logger.warning("SOLVER.AMP.DTYPE float16 on CPU: torch's CPU float16 kernels are many times slower than "
+                       "float32 (bfloat16 is faster than both); use AUTO or bfloat16 unless you mean to")
+    return AMP_DTYPES[name]
 
 
 def prepare_config(cfg: Any) -> None:
@@ -159,7 +171,7 @@ def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: in
     """The optimizers and schedulers, the run length, and the GradScaler of float16 mixed precision."""
     units, max_iter = build_run_solver(model, cfg, data.updates_per_epoch, world_size)
     amp = cfg.SOLVER.AMP
-    amp_dtype = AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None
+    amp_dtype = amp_dtype_for(amp.DTYPE, device) if amp.ENABLED else None
     check_unit_support(units, amp_dtype, world_size, is_sharded(model))
     ema = cfg.SOLVER.EMA
     ema_hook = EMAHook(WeightEMA(model, ema.DECAY, ema.WARMUP_ITERS), ema.UPDATE_PERIOD) if ema.ENABLED else None
@@ -264,7 +276,10 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     seed_everything(cfg.SEED)
     data = build_data(cfg, world_size)
     model = build_model(cfg).to(device)  # the same initial weights in every process
+    if cfg.MODEL.WEIGHTS:
+        load_pretrained(model, cfg.MODEL.WEIGHTS)
     check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
+    check_norm_device(cfg.MODEL.NORM, device.type)
     if fsdp:
         fsdp_cfg = cfg.DISTRIBUTED.FSDP
         shard_model(model, device_mesh(device, world_size), fsdp_cfg.RESHARD_AFTER_FORWARD, fsdp_cfg.PARAM_DTYPE)
@@ -284,7 +299,10 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
-    trainer.register_hooks([PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD)])
+    trainer.register_hooks([
+        BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook) if cfg.TRAIN.BEST_METRIC else None,
+        PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
+    ])
     return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)
 
 

@@ -14,6 +14,7 @@ from pet.engine.classification_evaluation import evaluate_classifier
 from pet.engine.coco_evaluation import evaluate_detector
 from pet.engine.update_step import LossFunction
 from pet.errors import ConfigError
+from pet.imports import is_import_path
 from pet.models import model_task
 
 
@@ -53,9 +54,12 @@ DETECTION = Task("detection", DETECTION_DATASETS, model_losses, evaluate_detecto
 
 
 def task_of(cfg: Any) -> Task:
-    """The task MODEL.NAME selects; a data set of the other task is a `ConfigError`."""
-    task = DETECTION if model_task(cfg.MODEL.NAME) == "detection" else CLASSIFICATION
-    if cfg.DATA.DATASET not in task.datasets:
+    """The task MODEL.NAME selects (for a user's model builder, the data set's); a data set of the other task is a
+    `ConfigError`. A user's data set builder serves classifiers (image tensor, label) or a detector's task."""
+    kind = model_task(cfg.MODEL.NAME) or ("detection" if cfg.DATA.DATASET in DETECTION_DATASETS else
+                                          "classification")
+    task = DETECTION if kind == "detection" else CLASSIFICATION
+    if cfg.DATA.DATASET not in task.datasets and not is_import_path(cfg.DATA.DATASET):
         raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} does not fit the {task.name} model MODEL.NAME = "
                           f"{cfg.MODEL.NAME!r}; allowed: {' | '.join(task.datasets)}")
     # Keys of the other task would be ignored without a word: refuse them.

@@ -29,24 +29,29 @@ def _updated_since(storage: EventStorage, last_iter: int) -> Dict[int, Dict[str,
 
 
 class ConsoleWriter:
-    """Logs `iter: 120/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712` style lines: the
-    total loss, then each of the model's losses, whatever their names."""
+    """Logs `iter: 119/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712` style lines: the
+    iteration numbered as in metrics.json and TensorBoard (from 0), the losses of that iteration as they are
+    recorded there (the total, then each of the model's losses, whatever their names), and gradient norms and
+    validation results on the line of the iteration that computed them only. `time` is the median of recent
+    iterations (it feeds the ETA)."""
 
     def __init__(self, max_iter: int) -> None:
         self.max_iter = max_iter
 
     def write(self, storage: EventStorage) -> None:
         latest = storage.latest()
-        parts = [f"iter: {storage.iter + 1}/{self.max_iter}"]
+        parts = [f"iter: {storage.iter}/{self.max_iter}"]
         if "time" in latest:
             seconds = storage.median("time") * (self.max_iter - storage.iter - 1)
             parts.append(f"eta: {datetime.timedelta(seconds=int(seconds))}")
         for name in ("loss",) + storage.loss_names:
             if name in latest:
-                parts.append(f"{name}: {storage.median(name):.4f}")
+                parts.append(f"{name}: {latest[name][0]:.4f}")
         grad_norms = sorted(name for name in latest if name.split("/")[0] == "grad_norm")
-        for name in ("lr", *grad_norms, "val/accuracy", "val/mAP", "skipped_updates"):
-            if name in latest:
+        now = {name for name, (_, iteration) in latest.items() if iteration == storage.iter}
+        for name in ("lr", *grad_norms, "val/accuracy", "val/mAP", "val_ema/accuracy", "val_ema/mAP",
+                     "skipped_updates"):
+            if name in latest and (name in now or name in ("lr", "skipped_updates")):
                 parts.append(f"{name}: {latest[name][0]:.6g}")
         if "time" in latest:
             parts.append(f"time: {storage.median('time'):.4f}")

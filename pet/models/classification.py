@@ -41,7 +41,13 @@ def build_classifier(cfg: Any) -> Classifier:
                           "resnet18, resnet50, mobilenet_v3_small, efficientnet_b0, swin_t, vit_b_16")
     kwargs: Dict[str, Any] = {"weights": None, "num_classes": cfg.MODEL.NUM_CLASSES}
     if name.startswith("vit_"):
-        kwargs["image_size"] = cfg.DATA.IMAGE_SIZE
+        patch = int(name.rsplit("_", 1)[-1])  # vit_b_16: 16-pixel patches
+        size = cfg.DATA.IMAGE_SIZE
+        if size % patch:
+            raise ConfigError(f"MODEL.NAME = {name!r} cuts images into {patch}-pixel patches, and DATA.IMAGE_SIZE = "
+                              f"{size} (the digits are 8 pixels): use images whose side is a multiple of {patch} "
+                              "(224 as trained in torchvision), or a convolutional model")
+        kwargs["image_size"] = size
     model = torchvision.models.get_model(name, **kwargs)
     apply_norm(model, cfg.MODEL.NORM, name)
     if cfg.MODEL.SMALL_INPUT:

@@ -1,4 +1,5 @@
-"""MODEL.NORM: keep torchvision's BatchNorm2d layers, or swap them for GroupNorm or FrozenBatchNorm2d."""
+"""MODEL.NORM: keep torchvision's BatchNorm2d layers, or swap them for GroupNorm, FrozenBatchNorm2d or
+SyncBatchNorm (batch statistics over all processes of a DDP run)."""
 import math
 from typing import Callable, Dict
 
@@ -17,8 +18,19 @@ NORM_LAYERS: Dict[str, Callable[[int], nn.Module]] = {
 def apply_norm(model: nn.Module, norm: str, name: str) -> None:
     """Replace every BatchNorm2d of `model` as MODEL.NORM says (BN: leave them)."""
     norm = norm.upper()
-    if norm != "BN":
+    if norm == "SYNCBN":
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise ConfigError(f"MODEL.NORM = 'SyncBN' replaces BatchNorm layers, and {name} has none; use BN")
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the root; the weights are kept
+    elif norm != "BN":
         replace_batch_norms(model, NORM_LAYERS[norm], name, norm)
+
+
+def check_norm_device(norm: str, device_type: str) -> None:
+    """torch's SyncBatchNorm has no CPU kernels: refuse it there before training."""
+    if norm.upper() == "SYNCBN" and device_type == "cpu":
+        raise ConfigError("MODEL.NORM = 'SyncBN' needs GPUs (torch's SyncBatchNorm has no CPU kernels); on CPU, "
+                          "GN gives batch-independent statistics")
 
 
 def replace_batch_norms(model: nn.Module, make_norm: Callable[[int], nn.Module], name: str, norm: str) -> None:

@@ -31,7 +31,9 @@ class ClosedFormScheduler(LRScheduler):
         ft_factor: every lr's fine-tuning factor.
         fields: other group fields to schedule (momentum, weight decay).
         start_iter: k at construction, e.g. the iteration a run resumes from.
-        log_threshold: log "Changing learning rate a -> b" when two successive lrs differ by more than this ratio.
+        log_threshold: log "Changing learning rate a -> b" where the lr jumps: two successive lrs differ by more
+            than this ratio, and the two before did not (a milestone, a phase change; a warmup or a ramp logs
+            its first big step only, not every step).
         log_prefix: put before those lines (which of several optimizers).
 
     Example:
@@ -50,6 +52,7 @@ class ClosedFormScheduler(LRScheduler):
         self.log_threshold = float(log_threshold)
         self._log_prefix = log_prefix
         self._factor: Optional[float] = None
+        self._was_big_change = False
         for group in optimizer.param_groups:
             group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
         super().__init__(optimizer, last_epoch=-1)  # records initial_lr, then calls step() once: k = 0
@@ -85,10 +88,11 @@ class ClosedFormScheduler(LRScheduler):
         self._last_lr = lrs
         for field in self.fields:
             field.write(self.optimizer.param_groups, k, factor)
-        if log and self._factor is not None and self._is_big_change(self._factor, factor):
+        big = self._factor is not None and self._is_big_change(self._factor, factor)
+        if log and big and not self._was_big_change:
             logger.info("%sChanging learning rate %.7f -> %.7f", self._log_prefix, self._factor * self.reference_lr,
                         factor * self.reference_lr)
-        self._factor = factor
+        self._factor, self._was_big_change = factor, big
 
     def _is_big_change(self, old: float, new: float) -> bool:
         # As Pet: the ratio of the two lrs beyond the threshold, and not a drop to (nearly) zero.
@@ -116,6 +120,8 @@ class ClosedFormScheduler(LRScheduler):
         self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self._factor = None
         self._apply(log=False)
+        logger.info("%sLearning rate %.7f at update %d (resumed)", self._log_prefix,
+                    self._factor * self.reference_lr, self.last_epoch)
 
 
 class LearningRateScheduler(ClosedFormScheduler):

@@ -11,7 +11,6 @@ A class missing from the table (one added by a later torch, or one of another pa
 signature: an argument counts as a key's when its default has the key's form (a float momentum or eps, a pair of
 betas).
 """
-import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Tuple, Type
@@ -19,6 +18,7 @@ from typing import Dict, FrozenSet, Tuple, Type
 import torch
 
 from pet.errors import ConfigError
+from pet.imports import import_attribute, is_import_path
 from pet.solver.lars import LARS
 
 # Constructor argument of each SOLVER.OPTIMIZER key that a class may take.
@@ -111,21 +111,16 @@ def optimizer_types() -> Dict[str, OptimizerType]:
 def imported_type(path: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
     """The entry of an optimizer class of another package, named by its import path (`lion_pytorch.Lion`,
     `schedulefree.AdamWScheduleFree`, `pkg.module:Class`), read from its signature."""
-    module_name, _, attribute = path.replace(":", ".").rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"{key} = {path!r}: cannot import {module_name} ({e})") from None
-    cls = getattr(module, attribute, None)
+    cls = import_attribute(path, key)
     if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
-        raise ConfigError(f"{key} = {path!r}: {module_name} has no torch.optim.Optimizer class named {attribute!r}")
+        raise ConfigError(f"{key} = {path!r} is not a torch.optim.Optimizer class")
     return type_from_signature(cls)
 
 
 def optimizer_type(name: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
     """Resolve a config name (or an import path) to its entry; an unknown or unsupported name is a
     `ConfigError`."""
-    if "." in str(name) or ":" in str(name):
+    if is_import_path(name):
         return imported_type(str(name), key)
     upper = str(name).upper()
     if upper in UNSUPPORTED:

@@ -107,7 +107,18 @@ def build_run_solver(model: nn.Module, cfg: Any, iter_per_epoch: int, world_size
             raise ConfigError(f"SOLVER.OPTIMIZERS.{unit.name}.SCHEDULER runs {unit.scheduler.schedule.total_iters} "
                               f"iterations, longer than the run's {max_iter} (SOLVER.SCHEDULER); its schedule would "
                               "be cut short")
+        warn_long_warmup(unit)
     return units, max_iter
+
+
+def warn_long_warmup(unit: SolverUnit) -> None:
+    """One warning when the warmup does not end before the run does: the lr never reaches BASE_LR (legal, for
+    smoke runs)."""
+    schedule = unit.scheduler.schedule
+    if schedule.warmup_iters >= schedule.total_iters:
+        key = f"SOLVER.OPTIMIZERS.{unit.name}.SCHEDULER" if unit.name else "SOLVER.SCHEDULER"
+        logger.warning("%s.WARM_UP_ITERS = %d updates is not shorter than the run (%s.TOTAL_ITERS = %d updates): "
+                       "the lr never reaches BASE_LR", key, schedule.warmup_iters, key, schedule.total_iters)
 
 
 def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:

@@ -106,3 +106,55 @@ def test_merge_from_other_cfg_is_checked_too():
 
 def test_clone_keeps_the_strict_class():
     assert type(get_cfg().SOLVER.OPTIMIZER) is CfgNode
+
+
+def write_file(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_base_files_are_read_first_at_any_depth_and_relative_to_the_file(tmp_path):
+    write_file(tmp_path / "common" / "base.yaml",
+               "SOLVER:\n  OPTIMIZER:\n    BASE_LR: 0.1\n    MOMENTUM: 0.5\nSEED: 3\n")
+    write_file(tmp_path / "common" / "mid.yaml", "_BASE_: base.yaml\nSOLVER:\n  OPTIMIZER:\n    MOMENTUM: 0.8\n")
+    write_file(tmp_path / "other.yaml", "TRAIN:\n  BATCH_SIZE: 7\nSEED: 4\n")
+    top = write_file(tmp_path / "top.yaml", "_BASE_: [common/mid.yaml, other.yaml]\nSOLVER:\n  OPTIMIZER:\n"
+                                       "    BASE_LR: 0.2\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(top)
+    assert (cfg.SOLVER.OPTIMIZER.BASE_LR, cfg.SOLVER.OPTIMIZER.MOMENTUM) == (0.2, 0.8)  # each file over its bases
+    assert (cfg.SEED, cfg.TRAIN.BATCH_SIZE) == (4, 7)  # a later base over an earlier one
+    assert cfg.SOLVER.OPTIMIZER.WEIGHT_DECAY == get_cfg().SOLVER.OPTIMIZER.WEIGHT_DECAY  # untouched keys keep defaults
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n"}, r"b.yaml: _BASE_ a.yaml leads back to itself "
+                                                                     r"\(a.yaml -> b.yaml -> a.yaml\)"),
+    ({"a.yaml": "_BASE_: a.yaml\n"}, r"_BASE_ a.yaml leads back to itself"),
+    ({"a.yaml": "_BASE_: gone.yaml\n"}, r"a.yaml: its _BASE_ .*gone.yaml does not exist"),
+    ({"a.yaml": "_BASE_: [3]\n"}, r"_BASE_ must name files, got 3"),
+    ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "SOLVER:\n  NOPE: 1\n"}, r"unknown config key SOLVER.NOPE"),
+])
+def test_bad_base_files_are_one_config_error(tmp_path, files, message):
+    for name, text in files.items():
+        write_file(tmp_path / name, text)
+    with pytest.raises(ConfigError, match=message):
+        get_cfg().merge_from_file(str(tmp_path / "a.yaml"))
+
+
+@pytest.mark.parametrize("items, message", [
+    (["solver.optimizer.base_lr", "0.1"], r"unknown config key solver.optimizer.base_lr; did you mean "
+                                          r"SOLVER.OPTIMIZER.BASE_LR\? \(config keys are upper case\)"),
+    (["SOLVER.OPTIMIZER.base_lr", "0.1"], r"did you mean SOLVER.OPTIMIZER.BASE_LR\?"),
+    (["SOLVER.OPTIMIZER.BASE_LR=0.1"], r"config overrides are KEY VALUE pairs separated by a space: write "
+                                       r"`SOLVER.OPTIMIZER.BASE_LR 0.1`, not `SOLVER.OPTIMIZER.BASE_LR=0.1`"),
+])
+def test_lower_case_keys_and_key_equals_value_get_a_suggestion(items, message):
+    with pytest.raises(ConfigError, match=message):
+        get_cfg().merge_from_list(items)
+
+
+def test_a_lower_case_key_in_a_file_gets_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key solver; did you mean SOLVER\?"):
+        get_cfg().merge_from_file(write_file(tmp_path / "a.yaml", "solver:\n  OPTIMIZER:\n    BASE_LR: 0.1\n"))

@@ -93,3 +93,27 @@ def test_the_writer_writes_the_final_evaluation_with_the_last_iteration_once():
     run(EvalHook(0, lambda: {"val/accuracy": 90.0}), 4, PeriodicWriter([writer], period=2))
     assert [it for it, _ in written] == [1, 3]  # the period, then the end (not twice at the end)
     assert written[-1][1]["val/accuracy"] == (90.0, 3)
+
+
+@pytest.mark.parametrize("metric, pick", [("val/accuracy", max), ("val/loss", min)])
+def test_model_best_holds_the_best_evaluation_by_the_chosen_metric(tmp_path, metric, pick):
+    import json
+
+    from pet.engine.checkpoint import read_checkpoint
+    from tests.engine.test_user_builders import USER
+    from tests.tools.test_cli_errors import DEFAULT_CFG, train_net
+
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path), *USER,
+                                          "SOLVER.SCHEDULER.TOTAL_ITERS", "24", "SOLVER.SCHEDULER.STEPS", "(20,)",
+                                          "SOLVER.SCHEDULER.WARM_UP_ITERS", "0", "SOLVER.OPTIMIZER.BASE_LR", "0.5",
+                                          "TRAIN.BATCH_SIZE", "8", "TRAIN.EVAL_PERIOD", "4",
+                                          "TRAIN.BEST_METRIC", metric])
+    assert code == 0
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.json")]
+    scores = [(row[metric], row["iteration"] + 1) for row in rows if metric in row]
+    assert len(scores) == 6
+    best = read_checkpoint(str(tmp_path / "model_best.pth"))
+    score = pick(value for value, _ in scores)
+    first_at = next(at for value, at in scores if value == score)  # a tie keeps the earlier checkpoint
+    assert best["best"] == {metric: score} and best["iteration"] == first_at
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth\n"  # the newest, not the best

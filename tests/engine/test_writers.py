@@ -57,8 +57,23 @@ def test_console_line_has_iteration_eta_losses_lr_and_time(caplog):
         for storage in storage_with(range(10)):
             pass
         writer.write(storage)
-    # 90 iterations left at a median 0.5 s each: 45 s. Losses 1/1 .. 1/10: median (1/5 + 1/6) / 2 = 0.1833.
-    assert "iter: 10/100  eta: 0:00:45  loss: 0.1833  lr: 0.1  time: 0.5000" in caplog.text
+    # Iteration 9 (numbered from 0, as in metrics.json), 90 left at a median 0.5 s each: 45 s. The loss of
+    # iteration 9 itself, as metrics.json and TensorBoard hold it: 1/10.
+    assert "iter: 9/100  eta: 0:00:45  loss: 0.1000  lr: 0.1  time: 0.5000" in caplog.text
+
+
+def test_validation_results_show_on_the_line_of_their_iteration_only(caplog):
+    storage = EventStorage()
+    storage.put_scalars(loss=1.0, lr=0.1, **{"val/accuracy": 90.0, "val_ema/accuracy": 91.0, "grad_norm": 2.5})
+    writer = ConsoleWriter(max_iter=10)
+    with caplog.at_level(logging.INFO, logger="pet.engine.writers"):
+        writer.write(storage)
+        storage.iter = 1
+        storage.put_scalars(loss=0.5, lr=0.1)
+        writer.write(storage)
+    first, second = [r.getMessage() for r in caplog.records]
+    assert "grad_norm: 2.5  val/accuracy: 90  val_ema/accuracy: 91" in first
+    assert "val" not in second and "grad_norm" not in second and second.startswith("iter: 1/10  loss: 0.5000")
 
 
 def test_tensorboard_events_are_readable(tmp_path):

@@ -67,3 +67,18 @@ def test_frozen_norms_have_no_trainable_parameters():
 def test_bad_model_keys(model, message):
     with pytest.raises(ConfigError, match=message):
         build_classifier(model_cfg(**model))
+
+
+@pytest.mark.parametrize("dataset, size", [("digits", 8), ("fake", 40)])
+def test_a_vit_refuses_images_its_patches_do_not_tile(dataset, size):
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.NAME", "vit_b_16", "DATA.DATASET", dataset, "DATA.IMAGE_SIZE", size])
+    with pytest.raises(ConfigError, match=rf"'vit_b_16' cuts images into 16-pixel patches, and DATA.IMAGE_SIZE = "
+                                          rf"{size} .* a multiple of 16"):
+        build_classifier(cfg)
+
+
+def test_a_vit_builds_for_images_its_patches_tile():
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.NAME", "vit_b_16", "DATA.DATASET", "fake", "DATA.IMAGE_SIZE", 32])
+    assert build_classifier(cfg)(torch.randn(1, 3, 32, 32)).shape == (1, 10)

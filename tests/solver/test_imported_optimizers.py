@@ -124,8 +124,8 @@ def test_kwargs_reach_the_constructor():
 
 @pytest.mark.parametrize("path, message", [
     ("nosuchpackage.Optimizer", r"SOLVER\.OPTIMIZER\.TYPE = 'nosuchpackage\.Optimizer': cannot import nosuchpackage"),
-    ("torch.nn.Linear", r"torch\.nn has no torch\.optim\.Optimizer class named 'Linear'"),
-    ("schedulefree.NoSuchClass", r"schedulefree has no torch\.optim\.Optimizer class named 'NoSuchClass'"),
+    ("torch.nn.Linear", r"'torch\.nn\.Linear' is not a torch\.optim\.Optimizer class"),
+    ("schedulefree.NoSuchClass", r"schedulefree has nothing named 'NoSuchClass'"),
 ])
 def test_a_path_that_names_no_optimizer_class_is_one_config_error(path, message):
     with pytest.raises(ConfigError, match=message):

@@ -251,15 +251,37 @@ def test_lr_changes_are_logged_above_the_threshold(caplog):
                        "Changing learning rate 0.0100000 -> 0.0010000"]
 
 
-def test_warmup_changes_are_logged_while_their_ratio_exceeds_the_threshold(caplog):
+def test_a_warmup_is_not_logged_step_by_step_but_a_milestone_after_it_is(caplog):
     optimizer, scheduler = make()
     with caplog.at_level(logging.INFO, logger="pet.solver.lr_scheduler"):
-        lr_history(optimizer, scheduler, 12)
+        lr_history(optimizer, scheduler, 35)
     changes = [r.getMessage()[len("Changing learning rate "):] for r in caplog.records]
-    # LINEAR warmup lrs 0.01, 0.019, ..., 0.091, 0.1. As in Pet the first update (k = 1) is not logged;
-    # 0.091 -> 0.1 is a ratio of 1.0989 < 1.1, while 0.082 -> 0.091 is 1.1098 > 1.1.
-    assert changes == [f"{a:.7f} -> {b:.7f}" for a, b in zip(
-        [0.019, 0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082], [0.028, 0.037, 0.046, 0.055, 0.064, 0.073, 0.082, 0.091])]
+    # LINEAR warmup lrs 0.01, 0.019, ..., 0.091, 0.1: every step up to 0.091 is a ratio above 1.1, one ramp, and
+    # its first step (k = 1) is not logged, as in Pet. The milestone at 30 is a jump: logged.
+    assert changes == ["0.1000000 -> 0.0100000"]
+
+
+def test_a_ramp_logs_its_first_big_step_only(caplog):
+    optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.SCHEDULER.POLICY", "COSINE",
+                                "SOLVER.SCHEDULER.TOTAL_ITERS", 40)
+    with caplog.at_level(logging.INFO, logger="pet.solver.lr_scheduler"):
+        lrs = lr_history(optimizer, scheduler, 40)
+    ratios = [a / b for a, b in zip(lrs, lrs[1:]) if b > 1e-7]
+    first_big = next(k for k, ratio in enumerate(ratios, start=1) if ratio > 1.1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"Changing learning rate {lrs[first_big - 1]:.7f} -> {lrs[first_big]:.7f}"]
+    assert sum(ratio > 1.1 for ratio in ratios) > 3  # several big steps in a row, one line
+
+
+def test_a_resumed_scheduler_logs_its_lr_once(caplog):
+    _, scheduler = make()
+    for _ in range(31):
+        scheduler.step()
+    state = scheduler.state_dict()
+    _, resumed = make()
+    with caplog.at_level(logging.INFO, logger="pet.solver.lr_scheduler"):
+        resumed.load_state_dict(state)
+    assert [r.getMessage() for r in caplog.records] == ["Learning rate 0.0100000 at update 31 (resumed)"]
 
 
 def test_ft_factor_scales_every_lr_without_changing_the_shape():

@@ -62,3 +62,18 @@ def test_group_labels_name_the_optimizer_only_when_there_are_several():
     backbone, head = units_for({"backbone": {"MODULES": ["backbone"]}, "head": {"MODULES": ["head"]}})
     assert head.group_labels() == ["head/weight", "head/bias+norm"]
     assert backbone.group_labels()[0].startswith("backbone/backbone.")
+
+
+@pytest.mark.parametrize("warmup, total, warned", [(500, 30, True), (30, 30, True), (29, 30, False)])
+def test_a_warmup_that_does_not_end_before_the_run_is_warned_about_once(caplog, warmup, total, warned):
+    from pet.solver.run_optimizers import build_run_solver
+
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.SCHEDULER.WARM_UP_ITERS", warmup, "SOLVER.SCHEDULER.TOTAL_ITERS", total,
+                         "SOLVER.SCHEDULER.STEPS", "(20,)"])
+    with caplog.at_level(logging.WARNING, logger="pet.solver.run_optimizers"):
+        build_run_solver(toy_model(), cfg, iter_per_epoch=10)
+    expected = (f"SOLVER.SCHEDULER.WARM_UP_ITERS = {warmup} updates is not shorter than the run "
+                f"(SOLVER.SCHEDULER.TOTAL_ITERS = {total} updates): the lr never reaches BASE_LR")
+    assert [r.getMessage() for r in caplog.records].count(expected) == (1 if warned else 0)
+    assert warned or "WARM_UP_ITERS" not in caplog.text

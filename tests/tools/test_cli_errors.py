@@ -129,3 +129,45 @@ def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and "model_0000010.pth has no state for" in lines[0], lines
     assert (tmp_path / "config.yaml").read_text() == "the earlier run's config\n"
     assert sorted(os.listdir(tmp_path)) == sorted(before + [".lock"])
+
+
+@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
+def test_under_torchrun_a_config_error_is_said_by_rank_0_only(tmp_path, capsys, monkeypatch, rank, said):
+    monkeypatch.setenv("RANK", rank)
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path / "out"),
+                                          "SOLVER.OPTIMIZER.BASE_LR", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and (err.startswith("error: SOLVER.OPTIMIZER.BASE_LR") if said else err == "")
+
+
+def test_other_errors_are_said_by_every_process(capsys, monkeypatch):
+    from pet.engine.cli import run
+    from pet.errors import DistributedError
+
+    monkeypatch.setenv("RANK", "1")
+
+    def stalled(argv):
+        raise DistributedError("process 1 of 2: a collective operation failed")
+    assert run(stalled, []) == 2
+    assert capsys.readouterr().err == "error: process 1 of 2: a collective operation failed\n"
+
+
+def test_a_dry_run_describes_the_run_and_writes_nothing(tmp_path, capsys):
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "--dry-run", "OUTPUT_DIR", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0 and not (tmp_path / "out").exists()
+    assert "# The merged config" in out and "BASE_LR: 0.05" in out
+    assert "# Data: digits, 1437 training and 360 validation samples; 44 updates per epoch of 32 images" in out
+    assert "group      tensors  parameters" in out and "norm+bias" in out
+    # LINEAR warmup over 50 updates from 0.1 x 0.05, steps at 400 and 520 (x 0.1 each), 600 updates in all.
+    assert ("schedule: STEP, 600 updates; warmup 50 (LINEAR, from x0.1); milestones 400, 520; lr 0.005 at update 0, "
+            "peak 0.05 at 50, 0.0005 at 599") in out
+    assert out.rstrip().endswith("# The run: 600 updates; nothing was written (--dry-run)")
+
+
+def test_help_shows_the_defaults(capsys):
+    show_detections = load_tool("show_detections")
+    with pytest.raises(SystemExit):
+        show_detections.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "lowest score drawn (default: 0.4)" in text and "(default: 8)" in text

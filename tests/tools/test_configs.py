@@ -3,8 +3,10 @@ import glob
 import os
 
 import pytest
+import torch
 
 from pet.engine.cli import load_config
+from pet.models import build_model
 from pet.engine.runner import build_run
 from tests.toy_detection import TINY, make_tiny_shapes
 from tests.tools.conftest import ROOT
@@ -40,6 +42,12 @@ def stand_in_data(path, shapes_root):
 def test_config_builds(path, tmp_path, shapes_root):
     overrides = ["OUTPUT_DIR", str(tmp_path), *stand_in_data(path, shapes_root)]
     cfg = load_config(path, overrides)
+    if cfg.MODEL.WEIGHTS:  # a fine-tuning config: weights of another run stand in for the ones it names
+        weights = tmp_path / "weights" / "model.pth"
+        weights.parent.mkdir()
+        torch.save(build_model(cfg).state_dict(), weights)
+        cfg.merge_from_list(["MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "run")])
+        tmp_path = tmp_path / "run"
     run = build_run(cfg)
     assert run.start_iter == 0 and run.max_iter > 0
     for unit in run.units:
