@@ -414,3 +414,15 @@ def checkpoint_weights(path: str, ema: bool = False) -> Any:
             raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
         return state["ema"]["average"]
     return state.get("model", state) if isinstance(state, dict) else state
+
+
+def checkpoint_classes(path: str) -> Optional[List[str]]:
+    """The class (or detection category) names a checkpoint of this project was trained on; None when it names
+    none (a plain state dict, an older checkpoint). Reads a `.pth` file's tensors lazily (memory-mapped)."""
+    try:
+        data = read_extra(path) if is_sharded_checkpoint(path) else torch.load(path, map_location="cpu",
+                                                                               weights_only=True, mmap=True)
+    except Exception:  # the weights were read already: an unreadable name list is no reason to stop
+        return None
+    classes = data.get("classes") if isinstance(data, dict) else None
+    return [str(name) for name in classes] if isinstance(classes, (list, tuple)) else None

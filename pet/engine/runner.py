@@ -20,7 +20,8 @@ from pet.errors import CheckpointError, DistributedError
 from pet.data import build_dataset, build_statistics_loader, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
-from pet.engine.checkpoint import Checkpointer, StateDictGroup, checkpoint_weights, safe_output_path
+from pet.engine.checkpoint import (Checkpointer, StateDictGroup, checkpoint_classes, checkpoint_weights,
+                                   safe_output_path)
 from pet.engine.distributed import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
 from pet.engine.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
@@ -32,7 +33,7 @@ from pet.engine.preemption import StopSignals
 from pet.engine.pretrained import load_pretrained
 from pet.engine.resume import report_resume
 from pet.engine.schedule_free_weights import averaged_weights
-from pet.engine.tasks import Task, check_num_classes, task_of
+from pet.engine.tasks import Task, check_num_classes, class_names, task_of
 from pet.engine.trainer import Trainer
 from pet.engine.writers import ConsoleWriter, JSONWriter, TensorboardWriter
 from pet.models import build_model
@@ -189,13 +190,14 @@ def weights_for_use(cfg: Any, model: torch.nn.Module, data: RunData, solver: Run
     return lambda: averaged_weights(optimizers, model, loader, device)
 
 
-def build_checkpointer(cfg: Any, model: torch.nn.Module, solver: RunSolver, world_size: int,
+def build_checkpointer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, world_size: int,
                        save_context: Callable[[], ContextManager]) -> Checkpointer:
     """The checkpointer of the run's state (the trainer's counters join once the trainer exists)."""
     units = solver.units
     extra = {"ema": solver.ema} if solver.ema is not None else {}
     return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
-                        metadata={"config": cfg.dump(), "world_size": world_size},
+                        metadata={"config": cfg.dump(), "world_size": world_size,
+                                  "classes": class_names(data.train_set)},
                         save_context=save_context, sharded=is_sharded(model), model=model,
                         optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
@@ -286,7 +288,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     solver = build_solver(cfg, model, data, world_size, device)
     weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
-    checkpointer = build_checkpointer(cfg, model, solver, world_size, weights)
+    checkpointer = build_checkpointer(cfg, model, data, solver, world_size, weights)
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     lock = claim_output(cfg, resume)
     checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
@@ -356,6 +358,9 @@ def evaluate(cfg: Any, weights: str, ema: bool = False) -> Dict[str, float]:
     """Evaluate the model weights of a checkpoint (with `ema`: its weight average) on the validation set."""
     task, model, val_set, device = load_trained_model(cfg, weights, ema)
     val_loader = build_val_loader(cfg, val_set, get_rank(), get_world_size())
+    classes = checkpoint_classes(weights)
+    if classes:
+        logger.info("%s was trained on %d classes: %s", weights, len(classes), ", ".join(classes))
     results = task.evaluate(model, val_loader, val_set, device)
     logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
     return results

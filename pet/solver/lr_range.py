@@ -73,9 +73,13 @@ class LRSweep:
         return self.diverged
 
     def suggestion(self) -> Optional[float]:
-        """The lr of the steepest descent of the smoothed loss against log(lr), among the points before the
-        divergence and past the first SKIP_START of the sweep; None with too few points."""
+        """The lr of the steepest descent of the smoothed loss against log(lr), among the points past the first
+        SKIP_START of the sweep and up to the smoothed loss's lowest point: beyond it training is diverging, and a
+        loss that falls again there (a model that blew up and partly recovers) is no lr to train at. None with too
+        few points."""
         end = len(self.smoothed) - 1 if self.diverged else len(self.smoothed)
+        finite = [value if math.isfinite(value) else math.inf for value in self.smoothed[:end]]
+        end = min(end, int(np.argmin(finite)) + 1) if finite else end
         first = int(SKIP_START * self.iters)
         if end - first < 3:
             return None

@@ -1,5 +1,6 @@
 """Run a test function in N real processes joined by a gloo group (torch.multiprocessing.spawn)."""
 import os
+import uuid
 from typing import Any, Callable
 
 import torch.distributed as dist
@@ -18,5 +19,6 @@ def _entry(rank: int, fn: Callable[..., None], world_size: int, store_file: str,
 def run_in_processes(fn: Callable[..., None], world_size: int, tmp_path: Any, *args: Any) -> None:
     """Call `fn(rank, world_size, *args)` in `world_size` processes; a failure in any of them fails the test with
     its traceback. `fn` must be a module-level function (it is imported in the new processes)."""
-    store = os.path.join(str(tmp_path), f"store-{world_size}-{len(os.listdir(str(tmp_path)))}")
+    # A fresh file each time: a second group must never meet the keys of an earlier one in a reused file.
+    store = os.path.join(str(tmp_path), f"store-{uuid.uuid4().hex}")
     mp.spawn(_entry, args=(fn, world_size, store, args), nprocs=world_size, join=True)

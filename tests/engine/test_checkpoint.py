@@ -272,3 +272,12 @@ def test_a_checkpoint_of_another_optimizer_is_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError, match=r"it holds the state of a SGD optimizer, but this run's is AdamW: "
                                               r"SOLVER\.OPTIMIZER\.TYPE changed"):
         Checkpointer(str(tmp_path), optimizer=adamw).load(str(tmp_path / "model_final.pth"))
+
+
+def test_the_class_names_a_checkpoint_was_trained_on(tmp_path):
+    from pet.engine.checkpoint import checkpoint_classes
+
+    torch.save({"model": {"w": torch.ones(1)}, "classes": ["cat", "dog"]}, tmp_path / "run.pth")
+    torch.save({"w": torch.ones(1)}, tmp_path / "plain.pth")
+    assert checkpoint_classes(str(tmp_path / "run.pth")) == ["cat", "dog"]
+    assert checkpoint_classes(str(tmp_path / "plain.pth")) is None

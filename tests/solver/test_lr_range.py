@@ -81,3 +81,16 @@ def test_on_a_quadratic_the_stop_is_at_two_over_the_curvature(seed):
     stop = sweep.lrs[-1]
     assert sweep.diverged and (2 / h) / 1.5 <= stop <= (2 / h) * 1.5
     assert sweep.suggestion() < stop
+
+
+def test_a_loss_that_falls_again_after_blowing_up_is_not_suggested():
+    # The loss falls steadily to update 60, blows up to 15 for 8 updates, then drops to 2.5 (a model that partly
+    # recovers, as ResNet-18 on the digits does with one thread): the smoothed curve falls steeply again there,
+    # short of 4x its best, and that fall must not be suggested.
+    sweep = LRSweep(1e-6, 10.0, 100)
+    losses = [2.0] * 20 + [2.0 - 1.5 * i / 40 for i in range(40)] + [15.0] * 8 + [2.5] * 32
+    for loss in losses:
+        assert not sweep.record(loss)  # never 4x its best: the sweep runs on
+    lowest = min(range(len(sweep.smoothed)), key=sweep.smoothed.__getitem__)
+    assert sweep.suggestion() <= sweep.lrs[lowest]
+    assert sweep.suggestion() >= sweep.lrs[20]  # within the steady fall

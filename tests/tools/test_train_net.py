@@ -49,6 +49,7 @@ def test_a_run_writes_its_outputs(reference):
     assert [round(row["lr"], 8) for row in rows[:2]] == [0.005, 0.0095]
     assert [round(rows[k]["lr"], 8) for k in (10, 19, 20, 29, 30, 39)] == [0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005]
     assert "val/accuracy" in rows[-1]
+    assert read_checkpoint(str(tmp_path / "model_final.pth"))["classes"] == [str(d) for d in range(10)]
     # The parameter-group report comes before training, on stdout and in log.txt.
     for text in (result.stdout, open(tmp_path / "log.txt").read()):
         report = text.index("group      tensors  parameters")
@@ -116,6 +117,7 @@ def test_test_net_evaluates_a_checkpoint(run_tool, reference):
     accuracy = float(result.stdout.strip().splitlines()[-1].split()[0].split("=")[1])
     logged = metrics(tmp_path)[-1]["val/accuracy"]
     assert abs(accuracy - logged) < 1e-3
+    assert "was trained on 10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in result.stdout
 
 
 TWO_OPTIMIZERS = os.path.join(os.path.dirname(DEFAULT_CFG), "resnet18_two_optimizers.yaml")
