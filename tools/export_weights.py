@@ -11,32 +11,18 @@ from typing import List, Optional
 
 import torch
 
-from pet.engine.checkpoint import atomic_write, checkpoint_weights, read_checkpoint
-from pet.engine.sharded_checkpoint import is_sharded_checkpoint
+from pet.engine.checkpoint import atomic_write, checkpoint_weights
 from pet.engine.cli import ArgumentParser, run
-from pet.errors import CheckpointError
-
-
-def model_state(path: str, ema: bool) -> dict:
-    """The model weights (or the weight average) a checkpoint of this project holds, consolidated from the
-    shards of a checkpoint folder."""
-    if not is_sharded_checkpoint(path):
-        data = read_checkpoint(path)
-        if not isinstance(data, dict) or "model" not in data:
-            raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
-    state = checkpoint_weights(path, ema)
-    if not state:
-        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
-    return state
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint of this project (.pth, or an FSDP run's folder)")
+    parser.add_argument("--weights", required=True, metavar="CKPT",
+                        help="a checkpoint of this project (.pth, or an FSDP run's folder)")
     parser.add_argument("--out", required=True, metavar="FILE", help="where the state dict goes (.pth)")
     parser.add_argument("--ema", action="store_true", help="export the weight average instead of the weights")
     args = parser.parse_intermixed_args(argv)
-    state = model_state(args.weights, args.ema)
+    state = checkpoint_weights(args.weights, args.ema, project_only=True)  # folders: consolidated from the shards
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, lambda f: torch.save(state, f))
     print(f"Wrote {args.out}: {len(state)} tensors{' (the weight average)' if args.ema else ''}")

@@ -26,8 +26,8 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
 
 from pet.errors import CheckpointError
 from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
-from pet.engine.sharded_checkpoint import (check_group_names, is_sharded_checkpoint, merge, read_extra, read_section,
-                                           read_tensors, split_tensors, write_folder)
+from pet.engine.sharded_checkpoint import (is_sharded_checkpoint, merge, read_extra, read_section, read_tensors,
+                                           split_tensors, write_folder)
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +120,19 @@ def _group_layout(groups: Any) -> list:
 
 
 def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, Any]) -> None:
-    """Refuse optimizer state saved for other param groups (a changed model or changed grouping rules)."""
+    """Refuse optimizer state saved for other param groups (a changed model or changed grouping rules), before
+    anything is loaded: groups are compared by name and by the names of their parameters, in order, so state is
+    never attached to another tensor. The error lists both sets of groups and the parameters that differ."""
     now, then = _group_layout(optimizer.param_groups), _group_layout(saved["param_groups"])
     if now != then:
         def describe(layout: list) -> str:
             return ", ".join(f"{name} ({count} tensors)" for name, _, count in layout)
+        saved_names, own_names = ({p for _, names, _ in layout for p in names} for layout in (then, now))
+        only_saved, only_own = sorted(saved_names - own_names)[:5], sorted(own_names - saved_names)[:5]
+        differ = f"; parameters only in the checkpoint {only_saved}, only in this run {only_own}" \
+            if only_saved or only_own else ""
         raise CheckpointError(f"it holds optimizer state for param groups [{describe(then)}] but the optimizer "
-                              f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed")
+                              f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed{differ}")
 
 
 def state_of(obj: Any) -> Dict[str, Any]:
@@ -351,20 +357,18 @@ class Checkpointer:
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
         return data
 
-
     def _load_sharded(self, data: Dict[str, Any], path: str) -> Dict[str, Any]:
         """Load the model and optimizers from checkpoint folder `path` (at any number of processes), matching
         optimizer state by parameter name; return the checkpoint with its tensors."""
         model, optimizers = self.objects["model"], self.objects["optimizers"].members
         try:
-            template = self._sharded_states()
             for name, optimizer in optimizers.items():
-                saved = data["optimizers"].get(name, {})
+                saved = data["optimizers"][name]
                 check_optimizer_class(optimizer, saved)
-                check_group_names(saved.get("param_groups", []), template["optimizers"][name]["param_groups"], name)
+                check_optimizer_groups(optimizer, saved)
         except (CheckpointError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"checkpoint {path} does not fit this run (optimizers): {e}") from None
-        tensors, _ = split_tensors(template)
+        tensors, _ = split_tensors(self._sharded_states())
         data = merge(read_tensors(path, tensors), data)
         set_model_state_dict(model, data["model"])
         for name, optimizer in optimizers.items():
@@ -400,20 +404,25 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
 
 
-def checkpoint_weights(path: str, ema: bool = False) -> Any:
+def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False) -> Any:
     """The model state (with `ema`: the weight average) of a checkpoint file or folder of this project, or a plain
-    state dict as it is."""
+    state dict as it is; with `project_only`, anything but a checkpoint of this project is a `CheckpointError`."""
     if is_sharded_checkpoint(path):
         state = read_section(path, "ema.average" if ema else "model")
-        if ema and not state:
-            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
-        return state
-    state = read_checkpoint(path)
-    if ema:
-        if not (isinstance(state, dict) and isinstance(state.get("ema"), dict)):
-            raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
-        return state["ema"]["average"]
-    return state.get("model", state) if isinstance(state, dict) else state
+    else:
+        data = read_checkpoint(path)
+        ours = isinstance(data, dict) and "model" in data
+        if project_only and not ours:
+            raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+        if ema:
+            state = data["ema"]["average"] if ours and isinstance(data.get("ema"), dict) else {}
+        else:
+            state = data["model"] if ours else data
+    if ema and not state:
+        raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+    if project_only and not state:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+    return state
 
 
 def checkpoint_classes(path: str) -> Optional[List[str]]:

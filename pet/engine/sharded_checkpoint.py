@@ -11,7 +11,7 @@ process has finished, so a crash leaves the previous checkpoint intact.
 import os
 import shutil
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 import torch.distributed as dist
@@ -90,24 +90,6 @@ def read_tensors(folder: str, template: Dict[str, Any]) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint folder {folder} does not fit this run: {' '.join(str(e).split())[:300]}"
                               ) from None
     return template
-
-
-def param_group_names(groups: List[Dict[str, Any]]) -> List[Tuple[Any, Tuple[str, ...]]]:
-    """Each param group's name and parameter names (of a name-keyed optimizer state)."""
-    return [(group.get("name"), tuple(group["params"])) for group in groups]
-
-
-def check_group_names(saved: List[Dict[str, Any]], current: List[Dict[str, Any]], name: str) -> None:
-    """Refuse optimizer state saved for other param groups, listing what differs."""
-    then, now = param_group_names(saved), param_group_names(current)
-    if then == now:
-        return
-    lost = sorted(set(p for _, ps in then for p in ps) - set(p for _, ps in now for p in ps))
-    new = sorted(set(p for _, ps in now for p in ps) - set(p for _, ps in then for p in ps))
-    moved = [f"{g} ({len(ps)})" for g, ps in now if (g, ps) not in then]
-    raise CheckpointError(f"optimizer {name or 'SOLVER.OPTIMIZER'} holds state for other param groups: "
-                          f"parameters only in the checkpoint {lost[:5]}, only in this run {new[:5]}, "
-                          f"groups that differ {moved[:5]}")
 
 
 def read_section(folder: str, section: str) -> Dict[str, torch.Tensor]:

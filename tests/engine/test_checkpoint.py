@@ -281,3 +281,34 @@ def test_the_class_names_a_checkpoint_was_trained_on(tmp_path):
     torch.save({"w": torch.ones(1)}, tmp_path / "plain.pth")
     assert checkpoint_classes(str(tmp_path / "run.pth")) == ["cat", "dog"]
     assert checkpoint_classes(str(tmp_path / "plain.pth")) is None
+
+
+def test_optimizer_state_of_other_parameters_names_them():
+    from pet.engine.checkpoint import check_optimizer_groups
+
+    optimizer = torch.optim.SGD([{"params": [("fc.weight", torch.nn.Parameter(torch.ones(2))),
+                                             ("fc.bias", torch.nn.Parameter(torch.ones(1)))], "name": "all"}], lr=0.1)
+    saved = {"param_groups": [{"name": "all", "param_names": ["fc.weight", "head.bias"], "params": [0, 1]}]}
+    with pytest.raises(CheckpointError, match=r"param groups \[all \(2 tensors\)\] but the optimizer has \[all \(2 "
+                                              r"tensors\)\]: .* parameters only in the checkpoint \['head.bias'\], only "
+                                              r"in this run \['fc.bias'\]"):
+        check_optimizer_groups(optimizer, saved)
+    saved["param_groups"][0]["param_names"] = ["fc.weight", "fc.bias"]
+    check_optimizer_groups(optimizer, saved)  # the same groups pass
+
+
+def test_checkpoint_weights_take_the_model_or_the_average_and_refuse_what_export_cannot_use(tmp_path):
+    from pet.engine.checkpoint import checkpoint_weights
+
+    model, average = {"w": torch.ones(2)}, {"w": torch.zeros(2)}
+    torch.save({"model": model, "ema": {"average": average, "updates": 3}, "iteration": 3}, tmp_path / "ema.pth")
+    torch.save({"model": model, "iteration": 3}, tmp_path / "run.pth")
+    torch.save(model, tmp_path / "plain.pth")
+    assert torch.equal(checkpoint_weights(str(tmp_path / "ema.pth"))["w"], model["w"])
+    assert torch.equal(checkpoint_weights(str(tmp_path / "ema.pth"), ema=True)["w"], average["w"])
+    assert torch.equal(checkpoint_weights(str(tmp_path / "plain.pth"))["w"], model["w"])  # test_net takes these
+    with pytest.raises(CheckpointError, match=r"plain.pth is not a checkpoint of this project"):
+        checkpoint_weights(str(tmp_path / "plain.pth"), project_only=True)
+    for name in ("run.pth", "plain.pth"):
+        with pytest.raises(CheckpointError, match=rf"{name} holds no weight average"):
+            checkpoint_weights(str(tmp_path / name), ema=True)
