@@ -151,24 +151,21 @@ class EvalHook(HookBase):
                     ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
 
 
-EVALUATION_PREFIXES = ("val/", "val_ema/")
-
-
 class PeriodicWriter(HookBase):
-    """Hands the storage to every writer every `period` iterations, at every iteration that evaluated, and once
-    more when training ends (the last iteration with its final evaluation, or what a stopped run recorded since
-    the last write)."""
+    """Hands the storage to every writer every `period` iterations, at every iteration `eval_hook` evaluated (so
+    that no evaluation is lost between two writes), and once more when training ends (the last iteration with its
+    final evaluation, or what a stopped run recorded since the last write)."""
 
-    def __init__(self, writers: List[EventWriter], period: int) -> None:
+    def __init__(self, writers: List[EventWriter], period: int, eval_hook: Optional[EvalHook] = None) -> None:
         self.writers = writers
         self.period = period
+        self.eval_hook = eval_hook
         self._written = -1  # the storage's version at the last write
 
     def after_step(self) -> None:
-        evaluated = any(name.startswith(EVALUATION_PREFIXES) and iteration == self.trainer.iter
-                        for name, (_, iteration) in self.trainer.storage.latest().items())
+        evaluated = self.eval_hook is not None and self.eval_hook.evaluated_at == self.trainer.iter
         if (self.every(self.period) or evaluated) and not self.is_last_iter():
-            self._write()  # every evaluation reaches the writers, whatever its period
+            self._write()
 
     def after_train(self) -> None:
         if self.trainer.storage.version != self._written:

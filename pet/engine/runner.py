@@ -261,7 +261,7 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
         else None,
         solver.ema,  # after the update, before it is evaluated or saved
         eval_hook,
-        PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD),  # before the checkpoint: metrics up to it are on disk
+        PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD, eval_hook),  # before the checkpoint: metrics are on disk
     ])
     return trainer, eval_hook
 
