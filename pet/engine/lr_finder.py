@@ -10,17 +10,11 @@ import logging
 from typing import Any, Iterator, List, Tuple
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from pet.data import build_train_loader
-from pet.engine.distributed import init_distributed
-from pet.engine.logs import setup_logging
-from pet.engine.runner import (RunData, RunSolver, build_data, build_solver, prepare_config, report_ignored_keys,
-                               seed_everything)
+from pet.engine.runner import build_setup
 from pet.engine.update_step import UpdateStep
 from pet.errors import ConfigError
-from pet.models import build_model
-from pet.models.norms import check_batch_statistics
 from pet.solver.lr_range import LRSweep
 from pet.solver.schedule_free import training_mode
 
@@ -43,25 +37,14 @@ def check_single_optimizer(cfg: Any) -> None:
 
 
 def build_sweep_step(cfg: Any) -> Tuple[UpdateStep, torch.optim.Optimizer, Iterator[Any]]:
-    """(update step, its optimizer, the training batches) of a fresh run of `cfg`, as train_net builds them."""
-    prepare_config(cfg)
+    """(update step, its optimizer, the training batches) of a fresh run of `cfg`, set up as train_net sets one up
+    (MODEL.WEIGHTS, FSDP, DDP and mixed precision included)."""
     check_single_optimizer(cfg)
-    rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
-    setup_logging()
-    report_ignored_keys(cfg)
-    seed_everything(cfg.SEED)
-    data: RunData = build_data(cfg, world_size)
-    model = build_model(cfg).to(device)
-    check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
-    seed_everything(cfg.SEED + rank)
-    solver: RunSolver = build_solver(cfg, model, data, world_size, device)
-    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world_size > 1 else model
-    scaler = solver.grad_scaler
-    step = UpdateStep(wrapped, data.task.loss_fn, solver.units, device, cfg.SOLVER.ACCUMULATION.STEPS,
-                      solver.amp_dtype, scaler if scaler.is_enabled() else None)
-    batches = iter(build_train_loader(cfg, data.train_set, rank, world_size))
-    return step, solver.units[0].optimizer, batches
+    setup = build_setup(cfg)
+    step = UpdateStep(setup.step_model(), setup.data.task.loss_fn, setup.solver.units, setup.device,
+                      **setup.step_options(cfg))
+    batches = iter(build_train_loader(cfg, setup.data.train_set, setup.rank, setup.world_size))
+    return step, setup.solver.units[0].optimizer, batches
 
 
 def find_lr(cfg: Any, start: float, end: float, iters: int) -> LRSweep:

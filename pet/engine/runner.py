@@ -126,6 +126,31 @@ class RunSolver:
 
 
 @dataclass
+class RunSetup:
+    """What a training run and the lr finder share: the processes, the data, the model and its solver."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    data: RunData
+    model: torch.nn.Module  # unwrapped (sharded in place under FSDP)
+    solver: RunSolver
+
+    def step_model(self) -> torch.nn.Module:
+        """The model the update step runs: DDP-wrapped with several processes, unless FSDP shards it."""
+        if self.world_size == 1 or is_sharded(self.model):
+            return self.model
+        device = self.device
+        return DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def step_options(self, cfg: Any) -> Dict[str, Any]:
+        """The update step's accumulation and mixed precision (the GradScaler of float16 only)."""
+        scaler = self.solver.grad_scaler
+        return {"accumulation": cfg.SOLVER.ACCUMULATION.STEPS, "amp_dtype": self.solver.amp_dtype,
+                "grad_scaler": scaler if scaler.is_enabled() else None}
+
+
+@dataclass
 class Run:
     """Everything a training run is made of, built from a config by `build_run`."""
 
@@ -226,19 +251,14 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
     return checkpoint
 
 
-def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, device: torch.device,
-                  start_iter: int, rank: int, world_size: int, weights: Callable[[], ContextManager],
+def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[[], ContextManager],
                   saved_world_size: Optional[int] = None) -> Tuple[Trainer, EvalHook]:
-    """The trainer (DDP-wrapped model, the data from `start_iter` on) and its hooks, in the order they must run."""
-    ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world_size > 1 and not is_sharded(model) else model
-    loader = build_train_loader(cfg, data.train_set, rank, world_size, start_iter, saved_world_size)
-    val_loader = build_val_loader(cfg, data.val_set, rank, world_size)
-    scaler = solver.grad_scaler
-    trainer = Trainer(ddp_model, data.task.loss_fn, loader, solver.units, device,
-                      accumulation=cfg.SOLVER.ACCUMULATION.STEPS, amp_dtype=solver.amp_dtype,
-                      grad_scaler=scaler if scaler.is_enabled() else None,
-                      max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS)
+    """The trainer (the data from `start_iter` on) and its hooks, in the order they must run."""
+    model, data, solver, device = setup.model, setup.data, setup.solver, setup.device
+    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, saved_world_size)
+    val_loader = build_val_loader(cfg, data.val_set, setup.rank, setup.world_size)
+    trainer = Trainer(setup.step_model(), data.task.loss_fn, loader, solver.units, device,
+                      max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS, **setup.step_options(cfg))
     def evaluate() -> Dict[str, float]:
         with weights():  # a schedule-free optimizer's average
             results = data.task.evaluate(model, val_loader, data.val_set, device)
@@ -266,8 +286,9 @@ def build_trainer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSo
     return trainer, eval_hook
 
 
-def build_run(cfg: Any, resume: bool = False) -> Run:
-    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+def build_setup(cfg: Any) -> RunSetup:
+    """Validate the config, join the processes, and build the data, the model (MODEL.WEIGHTS loaded, sharded under
+    FSDP) and its solver; nothing is written."""
     prepare_config(cfg)
     fsdp = cfg.DISTRIBUTED.STRATEGY.upper() == "FSDP"
     rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S, always=fsdp)
@@ -286,7 +307,14 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         fsdp_cfg = cfg.DISTRIBUTED.FSDP
         shard_model(model, device_mesh(device, world_size), fsdp_cfg.RESHARD_AFTER_FORWARD, fsdp_cfg.PARAM_DTYPE)
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
-    solver = build_solver(cfg, model, data, world_size, device)
+    return RunSetup(rank, world_size, device, data, model, build_solver(cfg, model, data, world_size, device))
+
+
+def build_run(cfg: Any, resume: bool = False) -> Run:
+    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+    setup = build_setup(cfg)
+    rank, world_size, device, data, model, solver = (setup.rank, setup.world_size, setup.device, setup.data,
+                                                      setup.model, setup.solver)
     weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
     checkpointer = build_checkpointer(cfg, model, data, solver, world_size, weights)
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
@@ -296,8 +324,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
-    trainer, eval_hook = build_trainer(cfg, model, data, solver, device, start_iter, rank, world_size, weights,
-                                       checkpoint.get("world_size"))
+    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, checkpoint.get("world_size"))
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
