@@ -10,10 +10,9 @@ import torch.multiprocessing as mp
 def _entry(rank: int, fn: Callable[..., None], world_size: int, store_file: str, args: Any) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world_size)
-    try:
-        fn(rank, world_size, *args)
-    finally:
-        dist.destroy_process_group()
+    fn(rank, world_size, *args)
+    dist.barrier()  # none leaves while another still talks to it (gloo aborts a peer whose partner is gone)
+    dist.destroy_process_group()
 
 
 def run_in_processes(fn: Callable[..., None], world_size: int, tmp_path: Any, *args: Any) -> None:
