@@ -295,6 +295,8 @@ def markdown(results: Dict[str, Dict[str, List[Tuple[float, List[float]]]]], pro
 def main(argv: Optional[List[str]] = None) -> str:
     import argparse
 
+    from pet.engine.cli import write_report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", nargs="+", choices=sorted(JOBS), default=sorted(JOBS))
@@ -323,11 +325,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                           flush=True)
     report = markdown(results, profile_digits(), args.rounds,
                       "python tools/bench_end_to_end.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(report)
-    print(report)
-    return report
+    return write_report(args.out, report)
 
 
 if __name__ == "__main__":

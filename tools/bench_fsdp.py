@@ -130,7 +130,7 @@ def markdown(rows: List[dict], command: str, device: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> str:
-    from pet.engine.cli import ArgumentParser
+    from pet.engine.cli import ArgumentParser, write_report
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small model, few repeats (for tests)")
@@ -157,11 +157,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     device = "GPUs" if torch.cuda.device_count() >= PROCESSES else "CPU (gloo)"
     command = "python tools/bench_fsdp.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = markdown(rows, command.strip(), device)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(report)
-    print(report)
-    return report
+    return write_report(args.out, report)
 
 
 if __name__ == "__main__":

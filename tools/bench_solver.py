@@ -426,7 +426,7 @@ def markdown(device: torch.device, command: str, bandwidth: float, rows: List[di
 
 
 def main(argv: Optional[List[str]] = None) -> str:
-    from pet.engine.cli import ArgumentParser
+    from pet.engine.cli import ArgumentParser, write_report
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small model, few repeats (for tests)")
@@ -451,11 +451,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                         calibrate=not args.quick)
     ema = bench_ema(models, device, repeats, inner=1 if args.quick else 3)
     report = markdown(device, command.strip(), bandwidth, rows, ema, scheduler, build, trainer)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(report)
-    print(report)
-    return report
+    return write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ def say_error(message: str, every_process: bool = False) -> None:
         print(message, file=sys.stderr)
 
 
+def write_report(path: str, report: str) -> str:
+    """Write a benchmark's markdown `report` to `path` (its folder created) and print it; return it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(report)
+    print(report)
+    return report
+
+
 def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> int:
     """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2; a run stopped by SIGTERM or
     SIGUSR1 returns 3 (SIGINT: 130) after its checkpoint; else return 0."""
