@@ -36,18 +36,19 @@ def match_weights(saved: Dict[str, torch.Tensor], own: Dict[str, torch.Tensor]
                   ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str], List[str]]:
     """(tensors to load by the model's names, names of another shape, model tensors not in `saved`, saved
     tensors the model does not have)."""
-    loadable, other_shape, unexpected = {}, [], []
+    loadable: Dict[str, torch.Tensor] = {}
+    other_shape: Dict[str, str] = {}
+    unexpected: List[str] = []
     for name, tensor in saved.items():
         key = model_key(name, own)
         if key not in own:
             unexpected.append(name)
         elif own[key].shape != tensor.shape:
-            other_shape.append(f"{key} {tuple(tensor.shape)} -> {tuple(own[key].shape)}")
+            other_shape[key] = f"{key} {tuple(tensor.shape)} -> {tuple(own[key].shape)}"
         else:
             loadable[key] = tensor
-    missing = [name for name in own if name not in loadable and not any(s.startswith(name + " ")
-                                                                        for s in other_shape)]
-    return loadable, other_shape, missing, unexpected
+    missing = [name for name in own if name not in loadable and name not in other_shape]
+    return loadable, list(other_shape.values()), missing, unexpected
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:
@@ -59,9 +60,9 @@ def load_pretrained(model: nn.Module, path: str) -> None:
         saved = checkpoint_weights(path)
     except CheckpointError as e:
         raise CheckpointError(f"MODEL.WEIGHTS: {e}") from None
-    if not isinstance(saved, dict) or not any(isinstance(v, torch.Tensor) for v in saved.values()):
+    saved = {name: t for name, t in saved.items() if isinstance(t, torch.Tensor)} if isinstance(saved, dict) else {}
+    if not saved:
         raise CheckpointError(f"MODEL.WEIGHTS = {path!r} holds no model weights")
-    saved = {name: tensor for name, tensor in saved.items() if isinstance(tensor, torch.Tensor)}
     own = model.state_dict()
     loadable, other_shape, missing, unexpected = match_weights(saved, own)
     if not loadable:
@@ -69,8 +70,8 @@ def load_pretrained(model: nn.Module, path: str) -> None:
                               f"(e.g. {next(iter(saved))}); is it the weights of another model?")
     model.load_state_dict(loadable, strict=False)
     logger.info("MODEL.WEIGHTS %s: loaded %d of the model's %d tensors", path, len(loadable), len(own))
-    for label, names in (("another shape, left initialised", other_shape), ("not in the file, left initialised",
-                                                                             missing),
+    for label, names in (("another shape, left initialised", other_shape),
+                         ("not in the file, left initialised", missing),
                          ("in the file but not in the model, ignored", unexpected)):
         if names:
             logger.info("  %d %s: %s%s", len(names), label, ", ".join(names[:6]), " ..." if len(names) > 6 else "")
