@@ -425,13 +425,26 @@ def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False)
     return state
 
 
+def read_checkpoint_metadata(path: str) -> Dict[str, Any]:
+    """A checkpoint's contents for its metadata (classes, best score, config) without reading its tensors: a
+    `.pth` file memory-mapped (tensors are read only when touched), a folder's `extra.pth`."""
+    if is_sharded_checkpoint(path):
+        return read_extra(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # as read_checkpoint: unsafe or broken files
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    return data if isinstance(data, dict) else {}
+
+
 def checkpoint_classes(path: str) -> Optional[List[str]]:
     """The class (or detection category) names a checkpoint of this project was trained on; None when it names
-    none (a plain state dict, an older checkpoint). Reads a `.pth` file's tensors lazily (memory-mapped)."""
+    none (a plain state dict, an older checkpoint) or cannot be read (its weights were read already: no reason to
+    stop)."""
     try:
-        data = read_extra(path) if is_sharded_checkpoint(path) else torch.load(path, map_location="cpu",
-                                                                               weights_only=True, mmap=True)
-    except Exception:  # the weights were read already: an unreadable name list is no reason to stop
+        classes = read_checkpoint_metadata(path).get("classes")
+    except CheckpointError:
         return None
-    classes = data.get("classes") if isinstance(data, dict) else None
     return [str(name) for name in classes] if isinstance(classes, (list, tuple)) else None

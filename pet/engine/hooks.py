@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from pet.engine.checkpoint import Checkpointer, read_checkpoint
+from pet.engine.checkpoint import Checkpointer, read_checkpoint_metadata
 from pet.engine.writers import EventWriter
 from pet.errors import CheckpointError, NonFiniteError, Preempted
 from pet.solver.ema import WeightEMA
@@ -250,7 +250,7 @@ def best_score_on_disk(checkpointer: Checkpointer, metric: str) -> Optional[floa
     if not os.path.exists(path):
         return None
     try:
-        return read_checkpoint(path).get("best", {}).get(metric)
+        return read_checkpoint_metadata(path).get("best", {}).get(metric)
     except CheckpointError as e:
         logger.warning("Cannot read the score of %s (%s); the next evaluation replaces it", path, e)
         return None

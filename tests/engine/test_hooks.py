@@ -117,3 +117,17 @@ def test_model_best_holds_the_best_evaluation_by_the_chosen_metric(tmp_path, met
     first_at = next(at for value, at in scores if value == score)  # a tie keeps the earlier checkpoint
     assert best["best"] == {metric: score} and best["iteration"] == first_at
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth\n"  # the newest, not the best
+
+
+def test_a_resumed_run_compares_with_the_best_score_on_disk(tmp_path):
+    import torch
+
+    from pet.engine.checkpoint import Checkpointer
+    from pet.engine.hooks import BestCheckpointer
+
+    checkpointer = Checkpointer(str(tmp_path), model=torch.nn.Linear(1, 1))
+    assert BestCheckpointer(checkpointer, "val/accuracy", EvalHook(0, dict)).best is None  # a fresh run
+    checkpointer.save("model_best", 40, mark=False, extra={"best": {"val/accuracy": 91.5}})
+    assert not (tmp_path / "last_checkpoint").exists()  # the best is never what a resume starts from
+    assert BestCheckpointer(checkpointer, "val/accuracy", EvalHook(0, dict)).best == 91.5
+    assert BestCheckpointer(checkpointer, "val/loss", EvalHook(0, dict)).best is None  # another metric
