@@ -1,6 +1,6 @@
 """Data: the embedded digits, a user's image folders, torchvision's FakeData, COCO-format detection data, the
 generated shapes, and the resumable batch order."""
-from pet.data.build import build_dataset, build_statistics_loader, build_train_loader, build_val_loader
+from pet.data.build import build_dataset, build_train_loader, build_val_loader
 from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
 from pet.errors import DataError
@@ -8,4 +8,4 @@ from pet.data.image_folder import ImageFolderDataset
 from pet.data.sampler import ResumableBatchSampler
 
 __all__ = ["CocoDetection", "DataError", "DigitsDataset", "ImageFolderDataset", "ResumableBatchSampler",
-           "build_dataset", "build_statistics_loader", "build_train_loader", "build_val_loader", "collate_detection"]
+           "build_dataset", "build_train_loader", "build_val_loader", "collate_detection"]

@@ -89,15 +89,6 @@ def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: in
                       generator=torch.Generator().manual_seed(cfg.SEED + rank))
 
 
-def build_statistics_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """This process's training stream from its first update, with a fixed generator: the same batches and
-    augmentations every time it is built (BatchNorm statistics recomputed for averaged weights)."""
-    sampler = ResumableBatchSampler(len(dataset), cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS, rank,
-                                    world_size, seed=cfg.SEED)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS, collate_fn=collate_fn(cfg),
-                      generator=torch.Generator().manual_seed(cfg.SEED + rank))
-
-
 def build_val_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:
     """This process's share of the validation set (every world_size-th sample), in order, each sample once."""
     shard = Subset(dataset, range(rank, len(dataset), world_size))

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
 from pet.errors import CheckpointError, DistributedError
-from pet.data import build_dataset, build_statistics_loader, build_train_loader, build_val_loader
+from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.allocator import keep_freed_memory
 from pet.engine.checkpoint import (Checkpointer, StateDictGroup, checkpoint_classes, checkpoint_weights,
@@ -210,7 +210,8 @@ def weights_for_use(cfg: Any, model: torch.nn.Module, data: RunData, solver: Run
     """The context in which the model holds the weights to evaluate and save: a schedule-free optimizer's average
     (BatchNorm statistics recomputed for it on classification data), else the trained weights themselves."""
     optimizers = [unit.optimizer for unit in solver.units]
-    loader = (lambda: build_statistics_loader(cfg, data.train_set, rank, world_size)) \
+    # The training stream from its first update, with its own generator: the same batches every time.
+    loader = (lambda: build_train_loader(cfg, data.train_set, rank, world_size)) \
         if data.task.name == "classification" else None
     return lambda: averaged_weights(optimizers, model, loader, device)
 
