@@ -33,7 +33,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -88,8 +88,8 @@ def copy_with_grads(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------------- the variants
-def ours(model: nn.Module, opt_type: str) -> Callable[[], None]:
-    cfg = solver_cfg(opt_type)
+def solver_step(model: nn.Module, cfg: Any) -> Callable[[], None]:
+    """One iteration of our solver built from `cfg`: the step (with its guard and clipping) and the lr update."""
     optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
     scheduler = LearningRateScheduler(optimizer, cfg.SOLVER)
 
@@ -100,17 +100,15 @@ def ours(model: nn.Module, opt_type: str) -> Callable[[], None]:
     return step
 
 
+def ours(model: nn.Module, opt_type: str) -> Callable[[], None]:
+    return solver_step(model, solver_cfg(opt_type))
+
+
 def ours_default(model: nn.Module, opt_type: str) -> Callable[[], None]:
     """Ours with the default keys: no clipping, the non-finite guard on."""
     cfg = solver_cfg(opt_type)
     cfg.merge_from_list(["SOLVER.OPTIMIZER.CLIP_GRADIENTS.ENABLED", False])
-    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
-    scheduler = LearningRateScheduler(optimizer, cfg.SOLVER)
-
-    def step() -> None:
-        optimizer.step()
-        scheduler.step()
-    return step
+    return solver_step(model, cfg)
 
 
 def torch_class(opt_type: str) -> type:
