@@ -26,8 +26,8 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
 
 from pet.errors import CheckpointError
 from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
-from pet.engine.sharded_checkpoint import (is_sharded_checkpoint, merge, read_extra, read_section, read_tensors,
-                                           split_tensors, write_folder)
+from pet.engine.sharded_checkpoint import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
+                                           read_tensors, split_tensors, write_folder)
 
 logger = logging.getLogger(__name__)
 
@@ -393,9 +393,12 @@ def check_contents(data: Any, path: str, objects: Dict[str, Any]) -> None:
 
 def read_checkpoint(path: str) -> Dict[str, Any]:
     """`torch.load(path, weights_only=True)`: tensors and plain containers only, never code. Of a checkpoint
-    folder, the part that is not sharded tensors."""
+    folder, the part that is not sharded tensors, once its metadata and data files are checked (a folder a crash cut
+    short fails here, where a resume passes over it)."""
     if is_sharded_checkpoint(path):
-        return read_extra(path)
+        data = read_extra(path)
+        read_metadata(path)
+        return data
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

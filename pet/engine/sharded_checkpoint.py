@@ -9,6 +9,7 @@ nothing in the folder is unpickled as code. The folder is written under a tempor
 process has finished, so a crash leaves the previous checkpoint intact.
 """
 import os
+import pickle
 import shutil
 import warnings
 from typing import Any, Dict, Tuple
@@ -16,11 +17,84 @@ from typing import Any, Dict, Tuple
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+from torch.distributed.checkpoint import filesystem, metadata as dcp_metadata
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
 from pet.errors import CheckpointError
 
 EXTRA = "extra.pth"
+METADATA = ".metadata"
+# What DCP's own `.metadata` pickles hold: its metadata classes, torch's dtypes, sizes and layouts, and the path the
+# folder was written to. Anything else (a crafted file naming `os.system`) is refused before it is built.
+_METADATA_CLASSES = {
+    ("torch.distributed.checkpoint.metadata", name) for name in (
+        "Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "TensorProperties", "ChunkStorageMetadata",
+        "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
+} | {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+     ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
+     ("collections", "OrderedDict")}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """`pickle` restricted to the classes of DCP's metadata (torch's own reader unpickles anything)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _METADATA_CLASSES:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which DCP metadata never holds")
+
+
+class SafeFileSystemReader(filesystem.FileSystemReader):
+    """DCP's file-system reader, except that `.metadata` is read by `_MetadataUnpickler` and must describe
+    tensors only, stored in files of the folder itself: a checkpoint folder cannot run code."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        return read_metadata(str(self.path))
+
+
+def read_metadata(folder: str) -> Metadata:
+    """The DCP metadata of a checkpoint folder, read safely and checked against the folder's files; a
+    `CheckpointError` for a missing, truncated, crafted or inconsistent one."""
+    path = os.path.join(folder, METADATA)
+    try:
+        with open(path, "rb") as f:
+            loaded = _MetadataUnpickler(f).load()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint folder {folder} has no {METADATA}: it was not completely written") from None
+    except Exception as e:  # a truncated or crafted pickle raises any of several types
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    if not isinstance(loaded, Metadata) or not isinstance(loaded.state_dict_metadata, dict) \
+            or not isinstance(loaded.storage_data, dict):
+        raise CheckpointError(f"checkpoint {path} is not DCP metadata")
+    for key, entry in loaded.state_dict_metadata.items():
+        if not isinstance(entry, TensorStorageMetadata):  # bytes entries are read with a full unpickler
+            raise CheckpointError(f"checkpoint {path}: {key} is not a tensor; this project's folders hold tensors only")
+    if loaded.storage_meta is None:
+        loaded.storage_meta = dcp_metadata.StorageMeta()
+    check_storage(folder, loaded)
+    return loaded
+
+
+def check_storage(folder: str, loaded: Metadata) -> None:
+    """Every piece of tensor data the metadata points to lies inside a file of the folder (a file cut short by a
+    crash, or a path out of the folder, is a `CheckpointError` before anything is read)."""
+    sizes: Dict[str, int] = {}
+    for index, info in loaded.storage_data.items():
+        name = getattr(info, "relative_path", None)
+        if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+            raise CheckpointError(f"checkpoint folder {folder}: {getattr(index, 'fqn', index)} points to {name!r}, "
+                                  "not a file of the folder")
+        if name not in sizes:
+            file = os.path.join(folder, name)
+            sizes[name] = os.path.getsize(file) if os.path.isfile(file) and not os.path.islink(file) else -1
+        if sizes[name] < 0:
+            raise CheckpointError(f"checkpoint folder {folder} lacks its data file {name}")
+        if not (isinstance(info.offset, int) and isinstance(info.length, int) and info.offset >= 0
+                and info.length >= 0 and info.offset + info.length <= sizes[name]):
+            raise CheckpointError(f"checkpoint folder {folder}: {name} is shorter than its metadata says (cut short "
+                                  "by a crash?)")
 
 
 def split_tensors(tree: Any) -> Tuple[Any, Any]:
@@ -85,7 +159,7 @@ def read_tensors(folder: str, template: Dict[str, Any]) -> Dict[str, Any]:
     try:
         with warnings.catch_warnings():  # DCP warns whenever it reads in a single process, which is meant here
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(template, checkpoint_id=folder, no_dist=not dist.is_initialized())
+            dcp.load(template, storage_reader=SafeFileSystemReader(folder), no_dist=not dist.is_initialized())
     except Exception as e:  # DCP wraps every process's failure in one CheckpointException
         raise CheckpointError(f"checkpoint folder {folder} does not fit this run: {' '.join(str(e).split())[:300]}"
                               ) from None
@@ -96,10 +170,7 @@ def read_section(folder: str, section: str) -> Dict[str, torch.Tensor]:
     """The full tensors under `section` (`model`, `ema.average`) of a checkpoint folder, by name, read in one
     process without a model to shard them for (`tools/test_net.py`, `tools/export_weights.py`); empty when the
     folder has no such section."""
-    try:
-        metadata = dcp.FileSystemReader(folder).read_metadata().state_dict_metadata
-    except Exception as e:
-        raise CheckpointError(f"checkpoint folder {folder} cannot be read: {' '.join(str(e).split())[:300]}") from None
+    metadata = read_metadata(folder).state_dict_metadata
     prefix = section + "."
     flat = {key[len(prefix):]: torch.empty(meta.size, dtype=meta.properties.dtype)
             for key, meta in metadata.items() if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)}

@@ -108,3 +108,93 @@ def test_split_tensors_and_merge_are_inverse():
     assert merged["model"]["w"] is w and merged["optimizers"][""]["state"]["w"]["step"] is step
     assert merged["optimizers"][""]["param_groups"] is groups and merged["rng"] is rng and merged["iteration"] == 7
     assert merged.keys() == tree.keys() and merged["empty"] == {}
+
+
+class _RunsACommand:
+    """What an attacker pickles into `.metadata`: unpickling it calls os.system."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def write_plain_folder(folder: str) -> None:
+    """A checkpoint folder as an FSDP run of one process writes it: DCP's files and extra.pth."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"model": {"w": torch.arange(6.0).view(2, 3), "b": torch.ones(2)}}, checkpoint_id=folder,
+                 no_dist=True)
+    torch.save({"model": {}, "iteration": 3, "rng": []}, os.path.join(folder, "extra.pth"))
+
+
+def every_reader(folder: str):
+    """Each way a checkpoint folder is read: test_net / MODEL.WEIGHTS / export_weights, and a resume."""
+    from pet.engine.checkpoint import checkpoint_weights, read_checkpoint
+    from pet.engine.sharded_checkpoint import read_section
+
+    return [lambda: read_section(folder, "model"), lambda: checkpoint_weights(folder),
+            lambda: checkpoint_weights(folder, project_only=True), lambda: read_checkpoint(folder)]
+
+
+def test_a_plain_folder_reads_through_the_safe_reader(tmp_path):
+    from pet.engine.checkpoint import checkpoint_weights
+
+    folder = str(tmp_path / "model_final")
+    write_plain_folder(folder)
+    weights = checkpoint_weights(folder)
+    assert torch.equal(weights["w"], torch.arange(6.0).view(2, 3)) and torch.equal(weights["b"], torch.ones(2))
+
+
+def test_a_crafted_metadata_file_runs_no_code(tmp_path):
+    import pickle
+
+    folder, marker = str(tmp_path / "model_final"), tmp_path / "owned"
+    write_plain_folder(folder)
+    with open(os.path.join(folder, ".metadata"), "wb") as f:
+        pickle.dump(_RunsACommand(f"touch {marker}"), f)
+    for read in every_reader(folder):
+        with pytest.raises(CheckpointError, match=r"\.metadata cannot be loaded safely: it names posix\.system"):
+            read()
+    assert not marker.exists()
+
+
+def test_metadata_that_declares_pickled_bytes_or_points_outside_is_refused(tmp_path):
+    import pickle
+
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+
+    from pet.engine.sharded_checkpoint import read_metadata
+
+    folder = str(tmp_path / "model_final")
+    write_plain_folder(folder)
+    path = os.path.join(folder, ".metadata")
+    original = open(path, "rb").read()
+    metadata = pickle.loads(original)
+    metadata.state_dict_metadata["model.w"] = BytesStorageMetadata()  # DCP would torch.load it with weights_only=False
+    open(path, "wb").write(pickle.dumps(metadata))
+    with pytest.raises(CheckpointError, match=r"model\.w is not a tensor"):
+        read_metadata(folder)
+    metadata = pickle.loads(original)
+    for info in metadata.storage_data.values():
+        info.relative_path = "../outside.distcp"
+    open(path, "wb").write(pickle.dumps(metadata))
+    with pytest.raises(CheckpointError, match=r"points to '\.\./outside\.distcp', not a file of the folder"):
+        read_metadata(folder)
+
+
+@pytest.mark.parametrize("victim", [".metadata", "__0_0.distcp"])
+def test_a_folder_cut_short_by_a_crash_fails_when_read(tmp_path, victim):
+    folder = str(tmp_path / "model_final")
+    write_plain_folder(folder)
+    path = os.path.join(folder, victim)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    for read in every_reader(folder):
+        with pytest.raises(CheckpointError, match="cannot be loaded safely|shorter than its metadata says"):
+            read()
