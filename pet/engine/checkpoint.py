@@ -46,6 +46,12 @@ def safe_output_path(folder: str, name: str) -> str:
     return path
 
 
+def no_follow(path: str, flags: int) -> int:
+    """An `opener` for `open()` that refuses a symbolic link at `path` (closing the gap between a check and the
+    open)."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
 def atomic_write(path: str, write: Any) -> None:
     """Call `write(file)` on a temporary file, make it durable, and rename it to `path`.
 

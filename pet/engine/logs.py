@@ -4,7 +4,7 @@ import logging
 import logging.handlers
 import sys
 
-from pet.engine.checkpoint import safe_output_path
+from pet.engine.checkpoint import no_follow, safe_output_path
 from pet.engine.distributed import is_main_process
 
 LOG_FORMAT = "[%(asctime)s %(name)s] %(message)s"
@@ -27,10 +27,17 @@ def setup_logging() -> None:
         root.addHandler(logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1))
 
 
+class LogFile(logging.FileHandler):
+    """A log file handler that never opens its file through a symbolic link."""
+
+    def _open(self):  # type: ignore[override]
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=no_follow)
+
+
 def attach_log_file(output_dir: str) -> None:
     """Write the buffered lines and every later one to OUTPUT_DIR/log.txt."""
     root = logging.getLogger("pet")
-    file_handler = logging.FileHandler(safe_output_path(output_dir, "log.txt"))
+    file_handler = LogFile(safe_output_path(output_dir, "log.txt"))
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     for handler in list(root.handlers):
         if isinstance(handler, logging.handlers.MemoryHandler):

@@ -3,7 +3,8 @@ a dated subfolder, nothing deleted), cleaned of temporary files a killed run lef
 
 The claim is an exclusive `fcntl.flock` on OUTPUT_DIR/.lock, held while the run lives: a second run into the same
 folder is refused at once, and a run that crashed or was killed cannot leave the folder locked (the operating
-system releases the lock with the process).
+system releases the lock with the process). The lock file is never opened through a symbolic link. Only the files a
+run writes are moved aside; anything else a user keeps in the folder stays where it is.
 """
 import datetime
 import fcntl
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 LOCK = ".lock"
 ARCHIVE = re.compile(r"^run-\d{8}-\d{6}(-\d+)?$")  # folders of earlier runs, named after their start
 TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")  # what `atomic_write` writes before its rename
+# What a run (and the tools that write into OUTPUT_DIR) writes there: the files an earlier run leaves behind.
+RUN_FILES = re.compile(r"^(config\.yaml|log\.txt|metrics\.json|last_checkpoint|events\.out\.tfevents\..+"
+                       r"|model_(\d+|final|best|last_good)(\.pth)?|lr_find\.(png|json)|schedule\.png)$")
 
 
 def make_output_dir(path: str) -> None:
@@ -37,12 +41,27 @@ def make_output_dir(path: str) -> None:
         raise ConfigError(f"OUTPUT_DIR = {path!r} cannot be used as the output folder: {reason}") from None
 
 
+def open_lock_file(path: str) -> Any:
+    """`path` opened for reading and writing, created if missing, never through a symbolic link (its target, outside
+    the folder, would get the process id); a link or a folder there is a `ConfigError`."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if os.path.islink(path):
+            raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)}); the run will not write through "
+                              "it: remove it") from None
+        if os.path.isdir(path):
+            raise ConfigError(f"{path} is a folder, not the run's lock file: remove it") from None
+        raise ConfigError(f"cannot create the lock file {path}: {e.strerror or e}") from None
+    return os.fdopen(descriptor, "r+", encoding="utf-8")
+
+
 class FolderLock:
     """An exclusive lock on a folder, held until `release()` (or the end of the process)."""
 
     def __init__(self, folder: str) -> None:
         self.path = os.path.join(folder, LOCK)
-        self._file = open(self.path, "a+", encoding="utf-8")
+        self._file = open_lock_file(self.path)
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,13 +82,14 @@ class FolderLock:
 
 
 def run_files(folder: str) -> List[str]:
-    """The entries of OUTPUT_DIR that belong to its current run (not the lock, not earlier runs' folders)."""
-    return sorted(name for name in os.listdir(folder) if name != LOCK and not ARCHIVE.match(name))
+    """The entries of OUTPUT_DIR that a run wrote (not the lock, not earlier runs' folders, not the user's own
+    files)."""
+    return sorted(name for name in os.listdir(folder) if RUN_FILES.match(name))
 
 
 def archive_previous_run(folder: str) -> Optional[str]:
     """Move the files of an earlier run in `folder` into `folder/run-<its start time>/`; return that subfolder
-    (None when the folder holds no run)."""
+    (None when the folder holds no run). Files the run did not write stay where they are."""
     names = run_files(folder)
     if not names:
         return None

@@ -5,7 +5,7 @@ import logging
 import os
 from typing import Dict, Protocol
 
-from pet.engine.checkpoint import atomic_write
+from pet.engine.checkpoint import atomic_write, no_follow
 from pet.engine.events import EventStorage
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class JSONWriter:
         self._last_iter = start_iter - 1
         if os.path.exists(path):
             self._truncate(start_iter)
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8", opener=no_follow)
 
     def _truncate(self, start_iter: int) -> None:
         """Keep the lines of iterations before `start_iter`, in a new file that replaces the old one (a hard link

@@ -48,3 +48,37 @@ def test_temporary_files_of_an_interrupted_write_are_removed(tmp_path):
     (tmp_path / "notes.tmp-keep").write_text("not ours")
     claim_output_dir(str(tmp_path), resume=True).release()
     assert sorted(os.listdir(tmp_path)) == [".lock", "notes.tmp-keep"]
+
+
+def test_the_lock_is_never_taken_through_a_symbolic_link(tmp_path):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"\.lock is a symbolic link \(to .*precious\.txt\); the run will not "
+                                          r"write through it"):
+        claim_output_dir(str(run), resume=False)
+    assert outside.read_text() == "precious"
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()
+    with pytest.raises(ConfigError, match=r"\.lock is a folder, not the run's lock file"):
+        claim_output_dir(str(run), resume=False)
+
+
+def test_only_a_runs_own_files_are_moved_aside(tmp_path):
+    earlier_run(tmp_path)
+    for name in ("events.out.tfevents.1700000000.host.1.0", "model_0000100.pth", "log.txt"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "model_0000200").mkdir()  # an FSDP checkpoint folder
+    mine = {"notes.md": "my notes", "train.py": "print()", "model_notes.txt": "not a checkpoint"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "data").mkdir()
+    moved = archive_previous_run(str(tmp_path))
+    assert sorted(os.listdir(moved)) == ["config.yaml", "events.out.tfevents.1700000000.host.1.0", "last_checkpoint",
+                                         "log.txt", "metrics.json", "model_0000100.pth", "model_0000200",
+                                         "model_final.pth"]
+    assert sorted(os.listdir(tmp_path)) == sorted([*mine, "data", os.path.basename(moved)])
+    assert all((tmp_path / name).read_text() == text for name, text in mine.items())
+    assert archive_previous_run(str(tmp_path)) is None  # no run left: nothing to move, no empty folder

@@ -101,6 +101,21 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(sharded_run, tmp_path
     assert all(torch.equal(expected[name], got[name]) for name in expected)
 
 
+@pytest.mark.parametrize("victim", [".metadata", "__0_0.distcp"])
+def test_resume_passes_over_a_folder_a_crash_cut_short(sharded_run, tmp_path, victim):
+    reference, output_dir = sharded_run[0], tmp_path / "run"
+    shutil.copytree(reference, output_dir)
+    path = output_dir / "model_final" / victim
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    resumed = run(torchrun(2, output_dir, "--resume"))
+    assert f"Cannot resume from {output_dir / 'model_final'}" in resumed.stdout + resumed.stderr
+    assert "Starting training from iteration 30 to 40" in resumed.stdout
+    assert metrics(output_dir) == metrics(reference)
+    expected, got = (checkpoint_weights(str(folder / "model_final")) for folder in (reference, output_dir))
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
 @pytest.mark.parametrize("saved_by, resumed_by", [(2, 1), (1, 2)])
 def test_a_run_resumes_at_another_number_of_processes(sharded_run, tmp_path, saved_by, resumed_by):
     output_dir = tmp_path / "run"
