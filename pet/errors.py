@@ -20,6 +20,10 @@ class NonFiniteError(RuntimeError):
     """Too many updates in a row were skipped for non-finite losses or gradients."""
 
 
+class NonFiniteWeightsError(NonFiniteError):
+    """The model's weights turned inf or NaN (a hyperparameter the gradient guard cannot see); nothing was saved."""
+
+
 class Preempted(RuntimeError):
     """A stop signal (SIGTERM, SIGUSR1, SIGINT) stopped the run between updates, with a checkpoint."""
 

@@ -21,3 +21,31 @@ def bright_or_dark(cfg, split):
 
 def not_a_model(cfg):
     return "a string"
+
+
+class PoisonedSGD(torch.optim.SGD):
+    """SGD whose third update writes NaN into the weights: a fault no gradient check can see (a NaN momentum
+    setting did this before KWARGS values were checked)."""
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self.updates = getattr(self, "updates", 0) + 1
+        if self.updates == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return loss
+
+
+class BuggySGD(torch.optim.SGD):
+    """An optimizer class with a bug in its constructor."""
+
+    def __init__(self, params, lr=0.1, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.state_size = len(None)  # TypeError: a bug, not a setting
+
+
+class PickySGD(torch.optim.SGD):
+    """An optimizer class that refuses a value, as torch's own classes do (ValueError)."""
+
+    def __init__(self, params, lr=0.1, momentum=0.0, weight_decay=0.0):
+        raise ValueError("PickySGD needs a momentum of 0.5")

@@ -11,7 +11,9 @@ the newest complete checkpoint and is replaced the same way. A sharded (FSDP) ru
 import contextlib
 import glob
 import io
+import itertools
 import logging
+import math
 import os
 import random
 import re
@@ -24,8 +26,9 @@ import torch
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
-from pet.errors import CheckpointError
-from pet.engine.distributed import all_gather_objects, get_rank, get_world_size
+from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.engine.distributed import all_gather_objects, all_reduce_sum, get_rank, get_world_size
+from pet.solver.shards import local_shards
 from pet.engine.sharded_checkpoint import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
                                            read_tensors, split_tensors, write_folder)
 
@@ -184,6 +187,25 @@ def load_state(obj: Any, state: Dict[str, Any]) -> None:
         obj.load_state_dict(state)
 
 
+def non_finite_weights(model: torch.nn.Module, sharded: bool = False) -> List[str]:
+    """The names of the model's floating-point parameters and buffers that hold an inf or NaN (of this process's
+    shards, with `sharded`: every process then learns whether any process found one, and gets a name or a
+    placeholder)."""
+    named = [(name, tensor.detach()) for name, tensor in itertools.chain(model.named_parameters(),
+                                                                          model.named_buffers())
+             if tensor.is_floating_point()]
+    local, _ = local_shards([tensor for _, tensor in named])
+    filled = [(name, tensor) for (name, _), tensor in zip(named, local) if tensor.numel()]
+    bad: List[str] = []
+    if filled:
+        largest = torch.stack(torch._foreach_norm([tensor for _, tensor in filled], math.inf))
+        bad = [filled[i][0] for i in torch.nonzero(~torch.isfinite(largest)).flatten().tolist()]
+    if sharded and get_world_size() > 1:
+        if all_reduce_sum(torch.tensor([float(len(bad))])).item() and not bad:
+            bad = ["(a shard of another process)"]
+    return bad
+
+
 class StateDictGroup:
     """Several named objects (the optimizers or schedulers of a run) saved and loaded as one state dict."""
 
@@ -233,6 +255,7 @@ class Checkpointer:
         # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
         # hold the model's own tensors, so they are written before it is left.
         with self.save_context():
+            self._check_finite(name, iteration)
             if self.sharded:
                 path = self._write_folder(name, dict(self._sharded_states(), **metadata), iteration, mark)
             elif self.enabled:
@@ -243,6 +266,20 @@ class Checkpointer:
         logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
         self._prune()
         return path
+
+    def _check_finite(self, name: str, iteration: int) -> None:
+        """A `NonFiniteWeightsError` before anything is written when the model's weights hold inf or NaN: a run never
+        ends with a non-finite model and exit code 0, and the previous checkpoint stays the newest. Every process
+        checks (under DDP their weights are the same, under FSDP they agree), so all of them stop together."""
+        model = self.objects.get("model")
+        bad = non_finite_weights(model, self.sharded) if isinstance(model, torch.nn.Module) else []
+        if bad:
+            kept = self.latest()
+            raise NonFiniteWeightsError(
+                f"the model's weights hold inf or NaN at iteration {iteration} ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}), so {name} was not saved; "
+                + (f"the newest good checkpoint is {kept}" if kept else "no checkpoint was written")
+                + ": check the optimizer's settings (SOLVER.OPTIMIZER, KWARGS) and the lr")
 
     def _sharded_states(self) -> Dict[str, Any]:
         """Every object's state, the model's and optimizers' keyed by parameter name and holding this process's

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from pet.engine.checkpoint import Checkpointer, read_checkpoint_metadata
 from pet.engine.writers import EventWriter
-from pet.errors import CheckpointError, NonFiniteError, Preempted
+from pet.errors import CheckpointError, NonFiniteError, NonFiniteWeightsError, Preempted
 from pet.solver.ema import WeightEMA
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class PeriodicCheckpointer(HookBase):
 
     def after_train(self) -> None:
         failure, done = self.trainer.failure, self.trainer.iter + 1
-        if isinstance(failure, NonFiniteError):
+        if isinstance(failure, NonFiniteError) and not isinstance(failure, NonFiniteWeightsError):
             self._save("model_last_good", done)
         elif isinstance(failure, Preempted) and self._saved_at != done:
             self._save(f"model_{done:07d}", done)

@@ -9,8 +9,10 @@ nothing is subclassed or swapped at run time.
 import inspect
 import logging
 import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -99,7 +101,7 @@ def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[st
     """Instantiate `cls` over `groups` with `kwargs`; torch's refusals become a `ConfigError` naming `key`."""
     try:
         return cls(groups, **kwargs)
-    except (RuntimeError, ValueError, TypeError) as e:
+    except ValueError as e:  # what torch's classes raise for values they refuse; anything else is a bug
         raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {e}") from None
 
 
@@ -174,14 +176,72 @@ def extra_kwargs(kind: OptimizerType, given: Dict[str, Any], mapped: Dict[str, A
     reserved = {"self", "params", "lr", "weight_decay", "fused", "foreach", *mapped}
     accepted = sorted(name for name in parameters if name not in reserved and parameters[name].kind not in (
         inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD))
-    for name in given:
+    hints = annotations_of(kind.cls.__init__)
+    for name, value in given.items():
         if name in reserved:
             raise ConfigError(f"{key}.KWARGS.{name} is set by the config's own keys (BASE_LR, WEIGHT_DECAY*, "
                               f"MOMENTUM, NESTEROV, BETAS, EPS, KERNELS); set it there")
         if name not in parameters and not open_ended:
             raise ConfigError(f"{key}.KWARGS.{name}: {kind.cls.__name__} takes no argument {name!r}; it takes "
                               f"{', '.join(accepted) or 'no further arguments'}")
+        check_kwarg_value(value, value_kinds(parameters.get(name), hints.get(name)), f"{key}.KWARGS.{name}")
     return {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
+
+
+def annotations_of(function: Any) -> Dict[str, Any]:
+    """The resolved type hints of `function`'s arguments; none where they cannot be resolved."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # string annotations naming what the module does not import: then defaults decide
+        return {}
+
+
+# The forms a config value can take: from the YAML parser, so no tensors or other objects.
+_KINDS_OF = {bool: "bool", int: "int", float: "number", str: "str", type(None): "none", tuple: "sequence",
+             list: "sequence"}
+
+
+def value_kinds(parameter: Optional[inspect.Parameter], hint: Any) -> FrozenSet[str]:
+    """What an argument takes, from its annotation (`float | None`: a number or None), else from its default (a
+    number for an int default too: `momentum: float = 0`); `any` when neither says."""
+    if hint is not None:
+        kinds = _hint_kinds(hint)
+        if kinds:
+            return kinds
+    default = parameter.default if parameter is not None else inspect.Parameter.empty
+    if default is inspect.Parameter.empty or default is None:
+        return frozenset({"any"})
+    kind = _KINDS_OF.get(type(default), "any")
+    return frozenset({"number" if kind == "int" else kind})
+
+
+def _hint_kinds(hint: Any) -> FrozenSet[str]:
+    """The kinds an annotation admits (empty when it names none that a config can give: then the default
+    decides)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return frozenset().union(*(_hint_kinds(arg) for arg in typing.get_args(hint)))
+    if hint is typing.Any:
+        return frozenset({"any"})
+    kind = _KINDS_OF.get(origin or hint)
+    return frozenset({kind}) if kind else frozenset()
+
+
+_DESCRIPTIONS = {"bool": "True or False", "int": "an integer", "number": "a finite number", "str": "a string",
+                 "none": "None", "sequence": "a list"}
+
+
+def check_kwarg_value(value: Any, kinds: FrozenSet[str], key: str) -> None:
+    """A `ConfigError` naming `key` when `value` is not of one of `kinds`, or holds a number that is not finite
+    (a NaN dampening would turn every weight to NaN without a non-finite gradient to notice)."""
+    kind = _KINDS_OF.get(type(value), "other")
+    fits = "any" in kinds or kind in kinds or (kind == "int" and "number" in kinds)
+    if not fits:
+        allowed = " or ".join(_DESCRIPTIONS[k] for k in sorted(kinds))
+        raise ConfigError(f"{key} = {value!r} is invalid; allowed: {allowed}")
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise ConfigError(f"{key} = {value!r} is invalid; allowed: finite numbers")
 
 
 def guard_settings(cfg: Any) -> Optional[GuardSettings]:

@@ -312,3 +312,24 @@ def test_checkpoint_weights_take_the_model_or_the_average_and_refuse_what_export
     for name in ("run.pth", "plain.pth"):
         with pytest.raises(CheckpointError, match=rf"{name} holds no weight average"):
             checkpoint_weights(str(tmp_path / name), ema=True)
+
+
+@pytest.mark.parametrize("where", ["weight", "running_var"])
+def test_non_finite_weights_are_never_saved(tmp_path, where):
+    from pet.errors import NonFiniteWeightsError
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    checkpointer = Checkpointer(str(tmp_path), model=model)
+    checkpointer.save("model_0000001", 1)
+    before = sorted(os.listdir(tmp_path))
+    with torch.no_grad():
+        (model[0].weight if where == "weight" else model[1].running_var)[1] = float("nan")
+    name = "0.weight" if where == "weight" else "1.running_var"
+    with pytest.raises(NonFiniteWeightsError, match=rf"inf or NaN at iteration 2 \({name}\), so model_0000002 was "
+                                                    rf"not saved; the newest good checkpoint is .*model_0000001\.pth"):
+        checkpointer.save("model_0000002", 2)
+    assert sorted(os.listdir(tmp_path)) == before
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth\n"
+    with torch.no_grad():  # integer buffers (num_batches_tracked) are not checked, large finite values are fine
+        (model[0].weight if where == "weight" else model[1].running_var)[1] = 3e38
+    checkpointer.save("model_0000002", 2)

@@ -143,3 +143,11 @@ def test_a_kwarg_that_a_config_key_sets_is_refused(name):
     with pytest.raises(ConfigError, match=rf"SOLVER\.OPTIMIZER\.KWARGS\.{name} is set by the config's own keys"):
         configured(small_model(), "ADAMW", f"SOLVER.OPTIMIZER.KWARGS.{name}", 0.1)
 
+
+
+def test_a_refused_value_is_a_config_error_and_a_bug_keeps_its_traceback():
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = PickySGD cannot optimize this model: PickySGD "
+                                          r"needs a momentum of 0\.5"):
+        configured(small_model(), "tests.user_builders:PickySGD")
+    with pytest.raises(TypeError, match="has no len"):
+        configured(small_model(), "tests.user_builders:BuggySGD")

@@ -69,6 +69,12 @@ YAML_VALUES = [
      "overflows to inf"),
     ("own_rise_warmup", "SOLVER:\n  SCHEDULER:\n    POLICY: ONE_CYCLE\n    WARM_UP_ITERS: 100\n",
      "SOLVER.SCHEDULER.WARM_UP_ITERS = 100 is not used with SOLVER.SCHEDULER.POLICY = 'ONE_CYCLE'"),
+    ("kwargs_nan", "SOLVER:\n  OPTIMIZER:\n    KWARGS: {dampening: .nan}\n",
+     "SOLVER.OPTIMIZER.KWARGS.dampening = nan is invalid; allowed: finite numbers"),
+    ("kwargs_string", "SOLVER:\n  OPTIMIZER:\n    KWARGS: {dampening: fast}\n",
+     "SOLVER.OPTIMIZER.KWARGS.dampening = 'fast' is invalid; allowed: a finite number"),
+    ("kwargs_bool", "SOLVER:\n  OPTIMIZER:\n    TYPE: ADAMW\n    KWARGS: {amsgrad: 'yes'}\n",
+     "SOLVER.OPTIMIZER.KWARGS.amsgrad = 'yes' is invalid; allowed: True or False"),
 ]
 YAML_STRUCTURE = [
     ("unknown_key", "SOLVER:\n  OPTIMIZER:\n    LR: 0.1\n", "unknown config key SOLVER.OPTIMIZER.LR"),
@@ -230,3 +236,17 @@ def test_broken_coco_annotations_stop_before_training(tmp_path, capsys, shapes_r
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and expected in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_never_ends_well_with_a_non_finite_model(tmp_path, capsys):
+    output = tmp_path / "out"
+    code = train_net.run(train_net.main, [
+        "--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(output), "SOLVER.OPTIMIZER.TYPE", "tests.user_builders:PoisonedSGD",
+        "TRAIN.BATCH_SIZE", "8", "SOLVER.SCHEDULER.TOTAL_ITERS", "6", "SOLVER.SCHEDULER.STEPS", "(4,)",
+        "SOLVER.SCHEDULER.WARM_UP_ITERS", "0", "TRAIN.CHECKPOINT_PERIOD", "2"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert re.match(r"error: the model's weights hold inf or NaN at iteration 4 \(backbone\.conv1\.weight\), so "
+                    r"model_0000004 was not saved; the newest good checkpoint is .*model_0000002\.pth", lines[0])
+    assert (output / "last_checkpoint").read_text() == "model_0000002.pth\n"
+    assert not (output / "model_final.pth").exists() and not (output / "model_last_good.pth").exists()
