@@ -81,7 +81,11 @@ RUN: Section = {
                                      "`model_last_good.pth`; 0 never stops"),
         "BEST_METRIC": Key("", Rule(lambda v: isinstance(v, str), "an evaluation result name, or \"\""),
                            "keep `model_best.pth`, the checkpoint of the best evaluation by this result (e.g. "
-                           "`val/accuracy`, `val/mAP`; lower is better for a loss); `\"\"`: off"),
+                           "`val/accuracy`, `val/mAP`, `val/loss`); a NaN or inf score is never the best; "
+                           "`\"\"`: off"),
+        "BEST_MODE": Key("", Rule(lambda v: v in ("", "max", "min"), "\"\" | max | min"),
+                         "whether `BEST_METRIC` is best high (`max`) or low (`min`); `\"\"`: `min` for a loss "
+                         "(`val/loss`, `val/loss_cls`), else `max`; the log says which"),
         "KEEP_FREED_MEMORY": Key(True, BOOL, "on CPU, keep the memory a step frees for the next one (glibc "
                                              "`mallopt`) instead of returning it to the OS every update: fewer page "
                                              "faults, about a fifth faster; the process's memory does not shrink"),

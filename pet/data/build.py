@@ -72,16 +72,12 @@ def collate_fn(cfg: Any) -> Optional[Callable]:
 
 
 def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: int = 1, start_iter: int = 0,
-                       saved_world_size: Optional[int] = None) -> DataLoader:
-    """An endless loader of micro-batches for this process, starting at update `start_iter`: at the sample where
-    a run of `saved_world_size` processes stopped, when that differs from `world_size`."""
-    batch, accumulation = cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS
-    position = None
-    if saved_world_size not in (None, world_size):
-        position = ResumableBatchSampler(len(dataset), batch, accumulation, world_size=saved_world_size,
-                                         seed=cfg.SEED).position_at(start_iter)
-    sampler = ResumableBatchSampler(len(dataset), batch, accumulation, rank, world_size, seed=cfg.SEED,
-                                    start_iter=start_iter, start_position=position)
+                       start_position: Optional[Tuple[int, int]] = None) -> DataLoader:
+    """An endless loader of micro-batches for this process, starting at update `start_iter`; with
+    `start_position` (epoch, samples taken: what a checkpoint holds), at that sample of the shuffled order, whatever
+    the number of processes, batch and accumulation of the run that stopped there."""
+    sampler = ResumableBatchSampler(len(dataset), cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS, rank,
+                                    world_size, seed=cfg.SEED, start_iter=start_iter, start_position=start_position)
     # Its own generator: starting the loader must not draw from the global RNG, which a resume restores. It seeds
     # the worker processes, which draw each process's own augmentations.
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS, collate_fn=collate_fn(cfg),

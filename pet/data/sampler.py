@@ -55,9 +55,20 @@ class ResumableBatchSampler(Sampler[List[int]]):
         return torch.randperm(self.dataset_size, generator=generator)[taken:][self.rank::self.world_size]
 
     def position_at(self, iteration: int) -> Tuple[int, int]:
-        """(epoch, samples of its order the processes have taken together) when update `iteration` starts."""
-        epoch, batches = divmod(iteration * self.accumulation, self.updates_per_epoch * self.accumulation)
-        return epoch, batches * self.batch_size * self.world_size
+        """(epoch, samples of its order the processes have taken together) when update `iteration` starts, for
+        `iteration` >= `start_iter`: what a checkpoint keeps, so that a resume with another number of processes,
+        batch or accumulation continues at the same sample (the stream's own start counted in)."""
+        per_update = self.batch_size * self.accumulation * self.world_size
+        done = iteration - self.start_iter
+        if self.start_position is not None:
+            epoch, taken = self.start_position
+            left = (self.dataset_size - taken) // self.world_size // (self.batch_size * self.accumulation)
+            if done < left:
+                return epoch, taken + done * per_update
+            epoch, updates = divmod(done - left, self.updates_per_epoch)
+            return self.start_position[0] + 1 + epoch, updates * per_update
+        epoch, updates = divmod(iteration, self.updates_per_epoch)
+        return epoch, updates * per_update
 
     def __iter__(self) -> Iterator[List[int]]:
         batches_per_epoch = self.updates_per_epoch * self.accumulation

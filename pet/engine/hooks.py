@@ -5,6 +5,7 @@ the lr of a step is recorded before the scheduler moves, metrics are written bef
 evaluation results reach the writers of the same iteration.
 """
 import logging
+import math
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -208,18 +209,30 @@ class PeriodicCheckpointer(HookBase):
         self._saved_at = done
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a result is best when low, from its name: a loss (`val/loss`, `val/loss_cls`, `val/bbox_loss`), not a
+    name that merely contains the letters (`val/AP-blossom`)."""
+    last = metric.rsplit("/", 1)[-1].lower()
+    return last == "loss" or last.startswith("loss_") or last.endswith("_loss")
+
+
 class BestCheckpointer(HookBase):
     """Keeps `model_best.pth` (a folder under FSDP): a checkpoint of the evaluation that scored best so far by
-    `metric` (TRAIN.BEST_METRIC; higher is better, lower for a loss). The score is kept in the checkpoint, so a
-    resumed run compares with it; `last_checkpoint` keeps naming the newest checkpoint, not the best."""
+    `metric` (TRAIN.BEST_METRIC), highest or lowest by `mode` (TRAIN.BEST_MODE; empty: lowest for a loss). A score
+    that is not finite is never the best. The score is kept in the checkpoint, so a resumed run compares with it;
+    `last_checkpoint` keeps naming the newest checkpoint, not the best."""
 
-    def __init__(self, checkpointer: Checkpointer, metric: str, eval_hook: EvalHook) -> None:
+    def __init__(self, checkpointer: Checkpointer, metric: str, eval_hook: EvalHook, mode: str = "") -> None:
         self.checkpointer = checkpointer
         self.metric = metric
         self.eval_hook = eval_hook
-        self.sign = -1.0 if "loss" in metric else 1.0
+        self.mode = mode or ("min" if lower_is_better(metric) else "max")
+        self.sign = -1.0 if self.mode == "min" else 1.0
         self.best = best_score_on_disk(checkpointer, metric)
         self._considered = -1
+        logger.info("model_best: the evaluation with the %s %s (TRAIN.BEST_MODE %s%s)",
+                    "lowest" if self.mode == "min" else "highest", metric, self.mode,
+                    "" if mode else ", from the metric's name")
 
     def after_step(self) -> None:
         self._consider()
@@ -237,6 +250,10 @@ class BestCheckpointer(HookBase):
                            self.metric, ", ".join(hook.results))
             return
         score = hook.results[self.metric]
+        if not math.isfinite(score):
+            logger.warning("%s = %s at iteration %d is not a score: model_best stays as it is", self.metric, score,
+                           hook.evaluated_at + 1)
+            return
         if self.best is None or self.sign * score > self.sign * self.best:
             self.checkpointer.save("model_best", hook.evaluated_at + 1, mark=False,
                                    extra={"best": {self.metric: score}})
@@ -245,15 +262,18 @@ class BestCheckpointer(HookBase):
 
 
 def best_score_on_disk(checkpointer: Checkpointer, metric: str) -> Optional[float]:
-    """The score `model_best` of an earlier part of this run holds (None without one, or for another metric)."""
+    """The score `model_best` of an earlier part of this run holds (None without one, for another metric, or for
+    one that is not a finite number)."""
     path = os.path.join(checkpointer.save_dir, f"model_best{checkpointer.suffix}")
     if not os.path.exists(path):
         return None
     try:
-        return read_checkpoint_metadata(path).get("best", {}).get(metric)
+        best = read_checkpoint_metadata(path).get("best", {})
     except CheckpointError as e:
         logger.warning("Cannot read the score of %s (%s); the next evaluation replaces it", path, e)
         return None
+    score = best.get(metric) if isinstance(best, dict) else None
+    return float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
 
 
 class EMAHook(HookBase):

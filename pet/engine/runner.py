@@ -252,11 +252,24 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
     return checkpoint
 
 
+def saved_data_position(checkpoint: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    """Where a checkpoint's run would have taken its next batch (epoch, samples of its order taken); None for a
+    fresh run."""
+    position = checkpoint.get("trainer", {}).get("data_position")
+    if position is None:
+        return None
+    if not (isinstance(position, (list, tuple)) and len(position) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in position)):
+        raise CheckpointError(f"the checkpoint's data position {position!r} is not (epoch, samples taken)")
+    return position[0], position[1]
+
+
 def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[[], ContextManager],
-                  saved_world_size: Optional[int] = None) -> Tuple[Trainer, EvalHook]:
-    """The trainer (the data from `start_iter` on) and its hooks, in the order they must run."""
+                  start_position: Optional[Tuple[int, int]] = None) -> Tuple[Trainer, EvalHook]:
+    """The trainer (the data from `start_iter` on, at `start_position` when a checkpoint gives it) and its hooks,
+    in the order they must run."""
     model, data, solver, device = setup.model, setup.data, setup.solver, setup.device
-    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, saved_world_size)
+    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, start_position)
     val_loader = build_val_loader(cfg, data.val_set, setup.rank, setup.world_size)
     trainer = Trainer(setup.step_model(), data.task.loss_fn, loader, solver.units, device,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS, **setup.step_options(cfg))
@@ -325,12 +338,13 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
-    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, checkpoint.get("world_size"))
+    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, saved_data_position(checkpoint))
     if "trainer" in checkpoint:
         trainer.load_state_dict(checkpoint["trainer"])
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
     trainer.register_hooks([
-        BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook) if cfg.TRAIN.BEST_METRIC else None,
+        BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook, cfg.TRAIN.BEST_MODE)
+        if cfg.TRAIN.BEST_METRIC else None,
         PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
     ])
     return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)

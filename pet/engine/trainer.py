@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import torch
 from torch import nn
 
+from pet.data.sampler import ResumableBatchSampler
 from pet.engine.events import EventStorage
 from pet.engine.hooks import HookBase
 from pet.engine.preemption import StopSignals
@@ -53,12 +54,17 @@ class Trainer:
         self.last_outcome: Optional[StepOutcome] = None  # what the last iteration did, for the hooks
         self.storage = EventStorage()
 
-    def state_dict(self) -> Dict[str, int]:
-        """The skip counters, which a resumed run continues."""
-        return {"skipped_updates": self.skipped_updates, "consecutive_skips": self.consecutive_skips}
+    def state_dict(self) -> Dict[str, Any]:
+        """The skip counters, which a resumed run continues, and where the next update's data start (epoch, samples
+        of its order taken), from which a resumed run's loader starts."""
+        state: Dict[str, Any] = {"skipped_updates": self.skipped_updates, "consecutive_skips": self.consecutive_skips}
+        sampler = getattr(self.data, "batch_sampler", None)
+        if isinstance(sampler, ResumableBatchSampler):
+            state["data_position"] = list(sampler.position_at(self.iter + 1))
+        return state
 
-    def load_state_dict(self, state: Dict[str, int]) -> None:
-        """Continue the skip counters of `state_dict()`."""
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue the skip counters of `state_dict()` (the data position is the loader's, read by the runner)."""
         self.skipped_updates = int(state["skipped_updates"])
         self.consecutive_skips = int(state["consecutive_skips"])
 

@@ -68,3 +68,41 @@ def test_a_resume_with_another_number_of_processes_continues_at_the_same_sample(
     # then epoch 1 from its start, as a run of `after` processes would take it
     fresh = ResumableBatchSampler(size, batch, accumulation, 0, after, seed=5)
     assert next(streams[0]) == fresh.epoch_order(1)[:batch].tolist()
+
+
+def samples_taken(samplers, updates, accumulation):
+    """The samples the processes of `samplers` take together in their first `updates` updates."""
+    return [i for sampler in samplers for micro in itertools.islice(sampler, updates * accumulation) for i in micro]
+
+
+@pytest.mark.parametrize("parts", [((2, 8, 1), (1, 16, 1), (2, 4, 2)), ((1, 6, 2), (3, 2, 1), (1, 5, 1))])
+def test_a_chain_of_resumes_with_other_batches_and_processes_loses_and_repeats_no_sample(parts):
+    """Each part: (processes, batch, accumulation); each stops after 4 updates and hands its position on, as a
+    checkpoint does. Together they take a prefix of the epoch's shuffled order: no sample lost, none twice."""
+    size, seed = 1000, 3
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+    position, start, seen = None, 0, []
+    for world, batch, accumulation in parts:
+        samplers = [ResumableBatchSampler(size, batch, accumulation, rank, world, seed=seed, start_iter=start,
+                                          start_position=position) for rank in range(world)]
+        seen += samples_taken(samplers, 4, accumulation)
+        start += 4
+        position = samplers[0].position_at(start)
+        assert position == (0, len(seen))
+    assert sorted(seen) == sorted(order[:len(seen)]) and len(set(seen)) == len(seen)
+
+
+def test_positions_cross_into_the_next_epoch_after_a_resumed_partial_epoch():
+    sampler = ResumableBatchSampler(100, 5, 2, 0, 2, seed=0, start_iter=7, start_position=(3, 60))
+    # 40 samples of epoch 3 left: 2 updates of 20; then epoch 4 from its start (5 updates per epoch)
+    assert [sampler.position_at(k) for k in (7, 8, 9, 10, 14, 15)] == [(3, 60), (3, 80), (4, 0), (4, 20), (5, 0),
+                                                                        (5, 20)]
+
+
+def test_after_16_images_x_4_updates_a_resume_starts_at_sample_64_whatever_its_batch():
+    old = [ResumableBatchSampler(1000, 8, 1, rank, 2, seed=0) for rank in range(2)]
+    position = old[0].position_at(4)
+    assert position == (0, 64)
+    resumed = ResumableBatchSampler(1000, 16, 1, 0, 1, seed=0, start_iter=4, start_position=position)
+    assert next(iter(resumed)) == resumed.epoch_order(0)[64:80].tolist()
+    assert resumed.position_at(5) == (0, 80)

@@ -131,3 +131,43 @@ def test_a_resumed_run_compares_with_the_best_score_on_disk(tmp_path):
     assert not (tmp_path / "last_checkpoint").exists()  # the best is never what a resume starts from
     assert BestCheckpointer(checkpointer, "val/accuracy", EvalHook(0, dict)).best == 91.5
     assert BestCheckpointer(checkpointer, "val/loss", EvalHook(0, dict)).best is None  # another metric
+
+
+def best_after(tmp_path, metric, scores, mode=""):
+    """The score model_best holds after evaluations giving `scores`, one per iteration."""
+    import torch
+
+    from pet.engine.checkpoint import Checkpointer, read_checkpoint
+    from pet.engine.hooks import BestCheckpointer
+
+    results = iter(scores)
+    eval_hook = EvalHook(1, lambda: {metric: next(results)})
+    checkpointer = Checkpointer(str(tmp_path), model=torch.nn.Linear(1, 1))
+    run(eval_hook, len(scores), BestCheckpointer(checkpointer, metric, eval_hook, mode))
+    path = tmp_path / "model_best.pth"
+    return read_checkpoint(str(path))["best"][metric] if path.exists() else None
+
+
+@pytest.mark.parametrize("scores, best", [([float("nan"), 50.0, 70.0, 60.0], 70.0),
+                                          ([float("inf"), 50.0, float("nan")], 50.0),
+                                          ([float("nan"), float("nan")], None)])
+def test_a_score_that_is_not_finite_is_never_the_best(tmp_path, scores, best):
+    assert best_after(tmp_path, "val/accuracy", scores) == best
+
+
+@pytest.mark.parametrize("metric, mode, best", [
+    ("val/AP-blossom", "", 60.0), ("val/AP-gloss", "", 60.0), ("val/loss", "", 10.0), ("val/loss_cls", "", 10.0),
+    ("val/bbox_loss", "", 10.0), ("val/accuracy", "min", 10.0), ("val/loss", "max", 60.0)])
+def test_which_end_is_best_comes_from_best_mode_or_from_a_loss_name(tmp_path, metric, mode, best):
+    assert best_after(tmp_path, metric, [20.0, 60.0, 10.0, 40.0], mode) == best
+
+
+def test_a_non_finite_best_on_disk_does_not_pin_model_best(tmp_path):
+    import torch
+
+    from pet.engine.checkpoint import Checkpointer
+    from pet.engine.hooks import BestCheckpointer
+
+    checkpointer = Checkpointer(str(tmp_path), model=torch.nn.Linear(1, 1))
+    checkpointer.save("model_best", 4, mark=False, extra={"best": {"val/accuracy": float("nan")}})
+    assert BestCheckpointer(checkpointer, "val/accuracy", EvalHook(0, dict)).best is None
