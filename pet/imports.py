@@ -2,9 +2,15 @@
 optimizer class, a user's model or data-set builder)."""
 import importlib
 import inspect
+import os
+import re
+import traceback
 from typing import Any, Callable
 
 from pet.errors import ConfigError
+
+# Dotted identifiers, then `:` or `.` and the name: what `importlib` can import and `getattr` can read.
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
 
 
 def is_import_path(value: Any) -> bool:
@@ -13,8 +19,10 @@ def is_import_path(value: Any) -> bool:
 
 
 def import_attribute(path: str, key: str) -> Any:
-    """The object `path` names; a module that does not import, or has no such name, is a `ConfigError` that names
-    `key`."""
+    """The object `path` names; a path of another form, a module that does not import, or one without such a
+    name, is a `ConfigError` that names `key`."""
+    if not IMPORT_PATH.match(path):
+        raise ConfigError(f"{key} = {path!r} is not an import path; write pkg.module:name")
     module_name, _, attribute = path.replace(":", ".").rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -34,3 +42,18 @@ def builder(path: str, key: str, arguments: str, count: int) -> Callable[..., An
     except (TypeError, ValueError):
         raise ConfigError(f"{key} = {path!r} is not a function of ({arguments})") from None
     return function
+
+
+def call_builder(path: str, key: str, arguments: str, *args: Any) -> Any:
+    """Call the builder `path` names with `args`; whatever it raises is one `ConfigError` naming `key`, the error
+    and where it was raised (the user's builder, or something that is no builder at all, such as `os:system`)."""
+    function = builder(path, key, arguments, len(args))
+    try:
+        return function(*args)
+    except Exception as e:  # the user's code, not this project's: one line that says where
+        frames = traceback.extract_tb(e.__traceback__)[1:]  # past this function's own frame
+        where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" \
+            if frames else ""
+        message = " ".join(str(e).split())[:300]
+        raise ConfigError(f"{key} = {path!r} failed when called with ({arguments}): {type(e).__name__}: "
+                          f"{message}{where}") from None

@@ -5,14 +5,13 @@ the checkpoint folder of an FSDP run, whose shards are consolidated into full te
 The file holds only `{parameter or buffer name: tensor}`, as torchvision's weight files do: no optimizer, no
 iteration, no config. It loads with `model.load_state_dict(torch.load(FILE, weights_only=True))`.
 """
-import os
 import sys
 from typing import List, Optional
 
 import torch
 
 from pet.engine.checkpoint import atomic_write, checkpoint_weights
-from pet.engine.cli import ArgumentParser, run
+from pet.engine.cli import ArgumentParser, output_file, run
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -22,8 +21,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="where the state dict goes (.pth)")
     parser.add_argument("--ema", action="store_true", help="export the weight average instead of the weights")
     args = parser.parse_intermixed_args(argv)
+    output_file(args.out, "--out")
     state = checkpoint_weights(args.weights, args.ema, project_only=True)  # folders: consolidated from the shards
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, lambda f: torch.save(state, f))
     print(f"Wrote {args.out}: {len(state)} tensors{' (the weight average)' if args.ema else ''}")
 

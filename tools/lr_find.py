@@ -52,12 +52,17 @@ def plot(sweep: LRSweep, path: str, title: str) -> None:
     plt.close(figure)
 
 
+MAX_ITERS = 100_000  # far more updates than a sweep needs; a larger count is a typo
+
+
 def check_arguments(start: float, end: float, iters: int) -> None:
-    """A sweep needs 0 < start < end and at least 2 updates."""
-    if not (0 < start < end < math.inf):
-        raise CommandLineError(f"--start {start} and --end {end}: the sweep needs 0 < start < end")
-    if iters < 2:
-        raise CommandLineError(f"--iters {iters} must be at least 2")
+    """A sweep needs 0 < start < end (normal floats: below 1e-308 the lr is not a number a step can use) and
+    2 to MAX_ITERS updates."""
+    if not (sys.float_info.min <= start < end < math.inf):
+        raise CommandLineError(f"--start {start} and --end {end}: the sweep needs {sys.float_info.min:.3g} <= start "
+                               "< end < inf")
+    if not 2 <= iters <= MAX_ITERS:
+        raise CommandLineError(f"--iters {iters} must be between 2 and {MAX_ITERS}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -83,9 +88,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     plot(sweep, safe_output_path(cfg.OUTPUT_DIR, "lr_find.png"), f"lr range test: {os.path.basename(args.cfg)}")
     print(f"Wrote {os.path.join(cfg.OUTPUT_DIR, 'lr_find.png')} and lr_find.json", file=sys.stderr)
     suggestion = sweep.suggestion()
-    if suggestion is None:
+    if suggestion is None and sweep.diverged:
         raise CommandLineError(f"the loss diverged after {len(sweep.lrs)} updates, too early for a suggestion; "
                                "lower --start")
+    if suggestion is None:
+        raise CommandLineError(f"the sweep ended after {len(sweep.lrs)} updates without a descent to suggest from; "
+                               "give more --iters or a wider --start .. --end")
     print(f"SOLVER.OPTIMIZER.BASE_LR {suggestion:.3g}")
 
 

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from pet.config import optimizer_entries, validate_cfg
-from pet.engine.cli import ArgumentParser, CommandLineError, load_config, run
+from pet.engine.cli import ArgumentParser, CommandLineError, load_config, output_file, run
 from pet.engine.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
@@ -39,6 +39,8 @@ def check_arguments(args: Any) -> None:
         if value is not None and value < 1:
             raise CommandLineError(f"{option} = {value} must be at least 1")
     formats = FigureCanvasBase.get_supported_filetypes()
+    if args.out is not None:
+        output_file(args.out, "--out")
     if args.out and os.path.splitext(args.out)[1].lstrip(".").lower() not in formats:
         raise CommandLineError(f"--out {args.out!r} has no image extension; use one of "
                                f"{', '.join('.' + name for name in sorted(formats))}")
@@ -84,8 +86,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, List[float]]]:
         print(f"Parameter groups{' of ' + unit.name if unit.name else ''}:")
         print(format_param_groups(unit.optimizer))
     curves = schedule_curves(units, max_iter)
-    out = args.out or os.path.join(cfg.OUTPUT_DIR, "schedule.png")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    out = output_file(args.out or os.path.join(cfg.OUTPUT_DIR, "schedule.png"), "--out")
     plot(curves, out, f"{os.path.basename(args.cfg)}: {max_iter} iterations")
     print(f"Wrote {out}")
     return curves

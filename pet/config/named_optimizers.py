@@ -6,7 +6,7 @@ the top-level ones. Without entries the run has one optimizer: the top-level one
 """
 from typing import Any, Dict
 
-from pet.config.node import CfgNode
+from pet.config.node import CfgNode, shown
 from pet.config.rules import is_int, is_names
 from pet.config.schema import invalid_value
 from pet.errors import ConfigError
@@ -26,7 +26,7 @@ def optimizer_entries(solver: Any) -> Dict[str, CfgNode]:
     for name, node in solver.OPTIMIZERS.items():
         key = f"SOLVER.OPTIMIZERS.{name}"
         if not isinstance(node, dict):
-            raise ConfigError(f"{key} = {node!r} must be a group of keys: {', '.join(ENTRY_KEYS)}")
+            raise ConfigError(f"{key} = {shown(node)} must be a group of keys: {', '.join(ENTRY_KEYS)}")
         for sub in node:
             if sub not in ENTRY_KEYS:
                 raise ConfigError(f"unknown config key {key}.{sub}; allowed: {', '.join(ENTRY_KEYS)}")

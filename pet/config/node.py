@@ -39,7 +39,7 @@ class CfgNode(_YacsCfgNode):
             raise ConfigError(f"config overrides are KEY VALUE pairs separated by a space: write `{key} {value}`, "
                               f"not `{written_together}`")
         if len(items) % 2:
-            raise ConfigError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {items}")
+            raise ConfigError(f"config overrides must be KEY VALUE pairs; got an odd number of items: {shown(items)}")
         for full_key, raw in zip(items[0::2], items[1::2]):
             *parents, leaf = str(full_key).split(".")
             node = self
@@ -54,14 +54,51 @@ class CfgNode(_YacsCfgNode):
             node[leaf] = _coerce(value, node[leaf], full_key)
 
 
+# More values than any config holds (the defaults have about 150): YAML aliases can make a 1 KB file expand to
+# millions (a "billion laughs"), which every later step would copy, check and print.
+MAX_VALUES = 10_000
+# More `_BASE_` files in a chain than any real config uses; a longer chain is a mistake or an attack.
+MAX_BASE_DEPTH = 32
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many values a composed YAML document holds once every alias is expanded (each node counted once per
+    place it appears, computed without expanding: each node's size once)."""
+    sizes: dict = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = [] if isinstance(node, yaml.ScalarNode) else \
+            [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+        else:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key twice in one mapping is an error: PyYAML keeps the last one, so a
-    second `SOLVER:` would silently drop the first."""
+    """PyYAML's safe loader, except that a key twice in one mapping is an error (PyYAML keeps the last one, so a
+    second `SOLVER:` would silently drop the first), keys must be names, and a document may hold at most
+    `MAX_VALUES` values once its aliases are expanded."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if expanded_size(node) > MAX_VALUES:
+            raise ConfigError(f"config file {node.start_mark.name} expands to more than {MAX_VALUES} values (YAML "
+                              "aliases repeated inside each other?)")
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                mark = key_node.start_mark
+                raise ConfigError(f"config file {mark.name}, line {mark.line + 1}: a key must be a name, not a "
+                                  f"{type(key).__name__}")
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping",
                                                         key_node.start_mark)
@@ -80,28 +117,46 @@ def read_yaml(cfg_filename: str) -> dict:
         raise ConfigError(f"config file {cfg_filename} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {cfg_filename} is not valid YAML: {_one_line(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {cfg_filename} nests its values too deeply") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {cfg_filename} must hold a mapping of keys, got {type(loaded).__name__}")
     return loaded
 
 
-def load_with_bases(cfg_filename: str, chain: Optional[List[str]] = None) -> dict:
-    """The keys of a YAML config file laid over those of its `_BASE_` files (read the same way, first)."""
+def load_with_bases(cfg_filename: str, chain: Optional[List[str]] = None, read: Optional[dict] = None) -> dict:
+    """The keys of a YAML config file laid over those of its `_BASE_` files (read the same way, first). Each file
+    is read once however often the chain names it; a cycle, and a chain of more than `MAX_BASE_DEPTH` files, are a
+    `ConfigError`."""
     chain = [*(chain or []), os.path.realpath(cfg_filename)]
+    read = {} if read is None else read
+    if len(chain) > MAX_BASE_DEPTH:
+        raise ConfigError(f"config file {chain[0]}: its _BASE_ chain is more than {MAX_BASE_DEPTH} files deep")
     loaded = read_yaml(cfg_filename)
-    bases = loaded.pop("_BASE_", [])
     merged: dict = {}
-    for base in [bases] if isinstance(bases, str) else bases:
-        if not isinstance(base, str):
-            raise ConfigError(f"config file {cfg_filename}: _BASE_ must name files, got {base!r}")
+    for base in base_files(loaded.pop("_BASE_", []), cfg_filename):
         path = os.path.join(os.path.dirname(cfg_filename), base)
-        if os.path.realpath(path) in chain:
+        real = os.path.realpath(path)
+        if real in chain:
             raise ConfigError(f"config file {cfg_filename}: _BASE_ {base} leads back to itself "
                               f"({' -> '.join(os.path.basename(c) for c in chain)} -> {os.path.basename(path)})")
+        if os.path.isdir(path):
+            raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} is a folder, not a config file")
         if not os.path.isfile(path):
             raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} does not exist")
-        merged = _overlay(merged, load_with_bases(path, chain))
+        if real not in read:
+            read[real] = load_with_bases(path, chain, read)
+        merged = _overlay(merged, read[real])
     return _overlay(merged, loaded)
+
+
+def base_files(bases: Any, cfg_filename: str) -> List[str]:
+    """The files a `_BASE_` value names: a path or a list of paths."""
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(base, str) and base for base in bases):
+        raise ConfigError(f"config file {cfg_filename}: _BASE_ = {shown(bases)} must name a file or a list of files")
+    return bases
 
 
 def _overlay(base: dict, top: dict) -> dict:
@@ -123,7 +178,7 @@ def _merge_dict(source: dict, target: CfgNode, prefix: str) -> None:
             raise ConfigError(_unknown_key_message(target, key, full_key))
         if isinstance(target[key], _YacsCfgNode):
             if not isinstance(raw, dict):
-                raise ConfigError(f"{full_key} is a group of keys; expected a mapping, got {raw!r}")
+                raise ConfigError(f"{full_key} is a group of keys; expected a mapping, got {shown(raw)}")
             _merge_dict(raw, target[key], prefix=f"{full_key}.")
         else:
             target[key] = _coerce(CfgNode._decode_cfg_value(raw), target[key], full_key)
@@ -143,9 +198,9 @@ def _child_node(node: CfgNode, name: str, full_key: str, whole_key: str, root: C
 def _coerce(value: Any, default: Any, full_key: str) -> Any:
     """Return `value` converted to the type of `default`, or raise a `ConfigError` naming the key."""
     if isinstance(default, _YacsCfgNode):
-        raise ConfigError(f"{full_key} is a group of keys; it cannot be set to {value!r}")
+        raise ConfigError(f"{full_key} is a group of keys; it cannot be set to {shown(value)}")
     if isinstance(value, dict):
-        raise ConfigError(f"{full_key} is a value; it cannot be set to the mapping {dict(value)!r}")
+        raise ConfigError(f"{full_key} is a value; it cannot be set to the mapping {shown(dict(value))}")
     if value is None or default is None or type(value) is type(default):
         return value
     if isinstance(default, float) and not isinstance(value, bool):
@@ -155,7 +210,7 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
             return math.inf
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(default)(value)
-    raise ConfigError(f"{full_key}: expected a {type(default).__name__} like {default!r}, got {value!r}")
+    raise ConfigError(f"{full_key}: expected a {type(default).__name__} like {default!r}, got {shown(value)}")
 
 
 def _unknown_key_message(node: dict, key: str, full_key: str, root: Optional[dict] = None,
@@ -182,3 +237,9 @@ def _has_key(root: dict, full_key: str) -> bool:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
+
+
+def shown(value: Any, limit: int = 200) -> str:
+    """`repr(value)` for an error message, cut to `limit` characters (a value can be large: a list of thousands)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

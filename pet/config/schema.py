@@ -7,7 +7,7 @@ as SOLVER.OPTIMIZERS). From the same tables come the defaults (`defaults_node`),
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Tuple, Union
 
-from pet.config.node import CfgNode
+from pet.config.node import CfgNode, shown
 from pet.config.rules import Rule
 from pet.errors import ConfigError
 
@@ -55,7 +55,7 @@ def leaves(section: Section, prefix: str = "") -> Iterator[Tuple[str, Union[Key,
 
 def invalid_value(full_key: str, value: Any, allowed: str) -> str:
     """The one-line message for a key whose value is not allowed."""
-    return f"{full_key} = {value!r} is invalid; allowed: {allowed}"
+    return f"{full_key} = {shown(value)} is invalid; allowed: {allowed}"
 
 
 def check_section(node: Any, section: Section, prefix: str) -> None:

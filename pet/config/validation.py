@@ -6,6 +6,7 @@ module names, epochs rounded to iterations) is checked by the builders, with the
 from typing import Any
 
 from pet.config.defaults import ROOT
+from pet.config.node import shown
 from pet.config.named_optimizers import optimizer_entries
 from pet.config.schema import check_section, invalid_value
 from pet.config.solver_keys import OPTIMIZER, SCHEDULER, SOLVER
@@ -38,7 +39,7 @@ def scheduler_rules(sched: Any, prefix: str) -> None:
     own rise, the policy's keys against the run length (in the run's units)."""
     policy = POLICIES[sched.POLICY.upper()]
     if bool(sched.CHAIN.PHASES) != (sched.POLICY.upper() == "CHAIN"):
-        raise ConfigError(f"{prefix}.CHAIN.PHASES = {tuple(sched.CHAIN.PHASES)!r} is used exactly when {prefix}.POLICY"
+        raise ConfigError(f"{prefix}.CHAIN.PHASES = {shown(tuple(sched.CHAIN.PHASES))} is used exactly when {prefix}.POLICY"
                           f" is CHAIN (POLICY is {sched.POLICY!r})")
     if policy.own_rise:
         check_no_warmup(sched, prefix)
@@ -61,7 +62,7 @@ def check_no_warmup(sched: Any, prefix: str) -> None:
     for key in WARMUP_KEYS:
         default = SCHEDULER[key].default
         if sched[key] != default and not (key == "WARM_UP_ITERS" and sched[key] == 0):
-            raise ConfigError(f"{prefix}.{key} = {sched[key]!r} is not used with {prefix}.POLICY = {sched.POLICY!r}, "
+            raise ConfigError(f"{prefix}.{key} = {shown(sched[key])} is not used with {prefix}.POLICY = {sched.POLICY!r}, "
                               f"which rises from its own start lr; leave {prefix}.{key} at its default {default!r}")
 
 

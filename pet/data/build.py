@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from pet.errors import ConfigError
-from pet.imports import builder, is_import_path
+from pet.imports import call_builder, is_import_path
 from pet.config.run_keys import DETECTION_DATASETS
 from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
@@ -47,7 +47,7 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
 def build_imported_dataset(cfg: Any, split: str) -> Dataset:
     """`builder(cfg, split)` for the builder DATA.DATASET names; anything without a length and items is a
     `ConfigError`."""
-    dataset = builder(cfg.DATA.DATASET, "DATA.DATASET", "cfg, split", 2)(cfg, split)
+    dataset = call_builder(cfg.DATA.DATASET, "DATA.DATASET", "cfg, split", cfg, split)
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise ConfigError(f"DATA.DATASET = {cfg.DATA.DATASET!r} returned a {type(dataset).__name__} for the {split} "
                           "split, not a data set (an object with __len__ and __getitem__)")

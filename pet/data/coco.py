@@ -8,7 +8,7 @@ import contextlib
 import io
 import logging
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from PIL import Image
@@ -76,9 +76,24 @@ class CocoDetection(Dataset):
         return {"boxes": boxes, "labels": labels, "image_id": torch.tensor(image_id)}
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_annotations(coco: COCO, annotation_file: str) -> None:
-    """A `DataError` naming the first annotation whose box is not four numbers, or whose category is unknown,
-    before training rather than when its image is first drawn."""
+    """A `DataError` naming the first image, category or annotation this project cannot use, before training
+    rather than when its image is first drawn: ids that are not integers, an image without a `file_name` in the
+    images folder, a category without a `name`, a box that is not four numbers, an unknown category."""
+    for image in coco.imgs.values():
+        name = image.get("file_name")
+        if not _is_id(image.get("id")):
+            raise DataError(f"{annotation_file}: the image id {image.get('id')!r} is not an integer")
+        if not (isinstance(name, str) and name and not os.path.isabs(name) and ".." not in name.split("/")):
+            raise DataError(f"{annotation_file}: image {image['id']} has the file_name {name!r}, not a path inside "
+                            "the images folder")
+    for category in coco.cats.values():
+        if not _is_id(category.get("id")) or not isinstance(category.get("name"), str):
+            raise DataError(f"{annotation_file}: the category {category!r} needs an integer id and a name")
     for annotation in coco.anns.values():
         box = annotation.get("bbox")
         if not (isinstance(box, list) and len(box) == 4 and all(
@@ -88,6 +103,9 @@ def check_annotations(coco: COCO, annotation_file: str) -> None:
         if annotation.get("category_id") not in coco.cats:
             raise DataError(f"{annotation_file}: annotation {annotation.get('id')} names the category "
                             f"{annotation.get('category_id')!r}, which the file's categories do not hold")
+        if annotation.get("image_id") not in coco.imgs:
+            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} names the image "
+                            f"{annotation.get('image_id')!r}, which the file's images do not hold")
 
 
 def has_area(bbox: Sequence[float]) -> bool:

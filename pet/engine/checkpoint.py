@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.state_fields import require_fields
 from pet.engine.distributed import all_gather_objects, all_reduce_sum, get_rank, get_world_size
 from pet.solver.shards import local_shards
 from pet.engine.sharded_checkpoint import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
@@ -102,6 +103,20 @@ def gather_rng_states() -> List[Dict[str, Any]]:
     return [torch.load(io.BytesIO(data), weights_only=True) for data in all_gather_objects(buffer.getvalue())]
 
 
+def check_rng_state(state: Any) -> None:
+    """A `ValueError` unless `state` has the form `capture_rng_state` gives."""
+    require_fields(state, {"torch": torch.Tensor, "cuda": list, "python": (tuple, list), "numpy": list}, "RNG")
+    if state["torch"].dtype != torch.uint8 or state["torch"].shape != torch.get_rng_state().shape:
+        raise ValueError("its torch state is not a generator state of this torch")
+    numpy_state = state["numpy"]
+    if len(numpy_state) != 5 or not isinstance(numpy_state[1], torch.Tensor):
+        raise ValueError("its NumPy state is not (name, keys, position, gaussian flag, cached gaussian)")
+    try:
+        random.Random().setstate(tuple(state["python"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"its Python state does not restore: {e}") from None
+
+
 def restore_rng_state(state: Dict[str, Any]) -> None:
     """Put back the RNG states of `capture_rng_state`."""
     torch.set_rng_state(state["torch"])
@@ -174,12 +189,29 @@ def configured_hyperparameters(optimizer: torch.optim.Optimizer) -> Iterator[Non
         group.update(hyperparameters)
 
 
+# What each torch object's state must hold before torch reads it (torch answers a missing field with a KeyError).
+_OPTIMIZER_FIELDS = {"state": dict, "param_groups": list}
+_SCALER_FIELDS = {"scale": (float, int), "growth_factor": (float, int), "backoff_factor": (float, int),
+                  "growth_interval": int, "_growth_tracker": int}
+
+
 def load_state(obj: Any, state: Dict[str, Any]) -> None:
     """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
-    step counts) is taken: its groups keep their configured hyperparameters (`configured_hyperparameters`)."""
+    step counts) is taken: its groups keep their configured hyperparameters (`configured_hyperparameters`). A
+    state that does not fit the object is a `ValueError` or a `CheckpointError`; anything else is a bug and is
+    raised as it is."""
+    if isinstance(obj, torch.nn.Module):
+        try:
+            obj.load_state_dict(state)
+        except RuntimeError as e:  # torch's answer to missing, unexpected or reshaped tensors
+            raise ValueError(" ".join(str(e).split())[:300]) from None
+        return
+    if isinstance(obj, torch.amp.GradScaler) and obj.is_enabled():
+        require_fields(state, _SCALER_FIELDS, "grad scaler")
     if not isinstance(obj, torch.optim.Optimizer):
         obj.load_state_dict(state)
         return
+    require_fields(state, _OPTIMIZER_FIELDS, "optimizer")
     check_optimizer_class(obj, state)
     state = {key: value for key, value in state.items() if key != "optimizer_class"}
     check_optimizer_groups(obj, state)
@@ -244,6 +276,7 @@ class Checkpointer:
         self.metadata = dict(metadata or {})
         self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
         self.objects = objects
+        self.loaded_path: Optional[str] = None  # the checkpoint the run resumed from
 
     def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None
              ) -> Optional[str]:
@@ -386,19 +419,29 @@ class Checkpointer:
         for key, obj in self.objects.items():
             if self.sharded and key in ("model", "optimizers"):
                 continue
-            try:
-                load_state(obj, data[key])
-            except (CheckpointError, ValueError, KeyError, RuntimeError, TypeError) as e:
-                raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
-                                      f"{' '.join(str(e).split())}") from None
+            self.load_into(key, obj, data, path)
         state = rng_state_of_this_process(data["rng"], path) if restore_rng else None
         if state is not None:
             try:
-                restore_rng_state(state)
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                check_rng_state(state)
+            except ValueError as e:
                 raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: {e}") from None
+            restore_rng_state(state)
         logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
+        self.loaded_path = path
         return data
+
+    @staticmethod
+    def load_into(key: str, obj: Any, data: Dict[str, Any], path: str) -> None:
+        """Load `data[key]` (of the checkpoint at `path`) into `obj`; a state that does not fit is a
+        `CheckpointError` naming the checkpoint and the key."""
+        if key not in data:
+            raise CheckpointError(f"checkpoint {path} has no state for {key!r}")
+        try:
+            load_state(obj, data[key])
+        except (CheckpointError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
+                                  f"{' '.join(str(e).split())}") from None
 
     def _load_sharded(self, data: Dict[str, Any], path: str) -> Dict[str, Any]:
         """Load the model and optimizers from checkpoint folder `path` (at any number of processes), matching
@@ -450,9 +493,10 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
 
 
-def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False) -> Any:
+def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False) -> Dict[str, torch.Tensor]:
     """The model state (with `ema`: the weight average) of a checkpoint file or folder of this project, or a plain
-    state dict as it is; with `project_only`, anything but a checkpoint of this project is a `CheckpointError`."""
+    state dict as it is; with `project_only`, anything but a checkpoint of this project is a `CheckpointError`, and
+    so is, always, a file whose weights are not tensors by name."""
     if is_sharded_checkpoint(path):
         state = read_section(path, "ema.average" if ema else "model")
     else:
@@ -466,8 +510,9 @@ def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False)
             state = data["model"] if ours else data
     if ema and not state:
         raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
-    if project_only and not state:
-        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in state.items()):
+        raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__}, not tensors by name)")
     return state
 
 

@@ -43,6 +43,28 @@ def say_error(message: str, every_process: bool = False) -> None:
         print(message, file=sys.stderr)
 
 
+def output_file(path: str, option: str) -> str:
+    """`path` checked as a file a tool may write (its folder created): an empty path, a folder, or a path under a
+    file is a `CommandLineError` naming `option`, before any work."""
+    if not path:
+        raise CommandLineError(f"{option} is empty; give a file path")
+    if os.path.isdir(path):
+        raise CommandLineError(f"{option} {path!r} is a folder; give a file path in it")
+    folder = os.path.dirname(os.path.abspath(path))
+    above = folder
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise CommandLineError(f"{option} {path!r} lies under {above}, which is a file")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise CommandLineError(f"{option} {path!r}: cannot create its folder {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise CommandLineError(f"{option} {path!r}: its folder {folder} is not writable")
+    return path
+
+
 def write_report(path: str, report: str) -> str:
     """Write a benchmark's markdown `report` to `path` (its folder created) and print it; return it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -14,6 +14,7 @@ from pet.engine.checkpoint import Checkpointer, read_checkpoint_metadata
 from pet.engine.writers import EventWriter
 from pet.errors import CheckpointError, NonFiniteError, NonFiniteWeightsError, Preempted
 from pet.solver.ema import WeightEMA
+from pet.state_fields import require_fields
 
 logger = logging.getLogger(__name__)
 
@@ -295,5 +296,7 @@ class EMAHook(HookBase):
         return {**self.ema.state_dict(), "taken": self._taken}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue the average and the count of `state_dict()`."""
+        require_fields(state, {"taken": int}, "weight EMA")
         self.ema.load_state_dict(state)
-        self._taken = int(state.get("taken", self.ema.updates * self.period))
+        self._taken = state["taken"]

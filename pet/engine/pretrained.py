@@ -60,9 +60,6 @@ def load_pretrained(model: nn.Module, path: str) -> None:
         saved = checkpoint_weights(path)
     except CheckpointError as e:
         raise CheckpointError(f"MODEL.WEIGHTS: {e}") from None
-    saved = {name: t for name, t in saved.items() if isinstance(t, torch.Tensor)} if isinstance(saved, dict) else {}
-    if not saved:
-        raise CheckpointError(f"MODEL.WEIGHTS = {path!r} holds no model weights")
     own = model.state_dict()
     loadable, other_shape, missing, unexpected = match_weights(saved, own)
     if not loadable:

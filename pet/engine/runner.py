@@ -255,7 +255,8 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
 def saved_data_position(checkpoint: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     """Where a checkpoint's run would have taken its next batch (epoch, samples of its order taken); None for a
     fresh run."""
-    position = checkpoint.get("trainer", {}).get("data_position")
+    trainer = checkpoint.get("trainer")
+    position = trainer.get("data_position") if isinstance(trainer, dict) else None
     if position is None:
         return None
     if not (isinstance(position, (list, tuple)) and len(position) == 2
@@ -339,8 +340,8 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
     trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, saved_data_position(checkpoint))
-    if "trainer" in checkpoint:
-        trainer.load_state_dict(checkpoint["trainer"])
+    if checkpoint:
+        checkpointer.load_into("trainer", trainer, checkpoint, checkpointer.loaded_path)
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
     trainer.register_hooks([
         BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook, cfg.TRAIN.BEST_MODE)
@@ -387,8 +388,6 @@ def load_weights(model: torch.nn.Module, path: str, ema: bool = False) -> None:
     weight average), or of a plain state dict, into `model`; a file of another model, or no state dict at all,
     is a `CheckpointError` naming the path."""
     state = checkpoint_weights(path, ema)
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__})")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -16,6 +16,7 @@ from pet.engine.hooks import HookBase
 from pet.engine.preemption import StopSignals
 from pet.engine.update_step import LossFunction, StepOutcome, UpdateStep
 from pet.errors import NonFiniteError, Preempted
+from pet.state_fields import require_fields
 from pet.solver.run_optimizers import SolverUnit
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Trainer:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue the skip counters of `state_dict()` (the data position is the loader's, read by the runner)."""
+        require_fields(state, {"skipped_updates": int, "consecutive_skips": int}, "trainer")
         self.skipped_updates = int(state["skipped_updates"])
         self.consecutive_skips = int(state["consecutive_skips"])
 

@@ -5,7 +5,7 @@ from typing import Any, Optional
 from torch import nn
 
 from pet.errors import ConfigError
-from pet.imports import builder, is_import_path
+from pet.imports import call_builder, is_import_path
 from pet.models.classification import build_classifier, classification_model_names
 from pet.models.detection import build_detector, is_detection_model
 
@@ -35,7 +35,7 @@ def build_model(cfg: Any) -> nn.Module:
 
 def build_imported_model(cfg: Any) -> nn.Module:
     """`builder(cfg)` for the builder MODEL.NAME names; anything but a `torch.nn.Module` is a `ConfigError`."""
-    model = builder(cfg.MODEL.NAME, "MODEL.NAME", "cfg", 1)(cfg)
+    model = call_builder(cfg.MODEL.NAME, "MODEL.NAME", "cfg", cfg)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"MODEL.NAME = {cfg.MODEL.NAME!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pet.solver.shards import local_shards
+from pet.state_fields import require_fields
 
 
 class WeightEMA:
@@ -85,6 +86,7 @@ class WeightEMA:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue the average of `state_dict()`; a different model's is a ValueError naming the tensors."""
+        require_fields(state, {"average": dict, "updates": int}, "weight EMA")
         saved = state["average"]
         names = self.names + self.copied_names
         if sorted(saved) != sorted(names):

@@ -18,6 +18,7 @@ from pet.config.solver_keys import SOLVER
 from pet.solver.schedule_config import scheduler_arguments
 from pet.solver.scheduled_fields import ScheduledField
 from pet.solver.schedules import LRSchedule
+from pet.state_fields import require_fields
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,13 @@ class ClosedFormScheduler(LRScheduler):
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Resume at the saved update count and rewrite every group's lr from its initial_lr."""
-        saved, current = state_dict.get("group_names"), self.group_names()
-        if saved is not None and list(saved) != current:
+        require_fields(state_dict, {"last_epoch": int, "_step_count": int, "group_names": list}, "scheduler")
+        saved, current = state_dict["group_names"], self.group_names()
+        if list(saved) != current:
             raise ValueError(f"scheduler state was saved for param groups {list(saved)}, but the optimizer now "
                              f"has {current}; the model or the grouping rules changed since the checkpoint")
         self.last_epoch = int(state_dict["last_epoch"])
-        self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
+        self._step_count = int(state_dict["_step_count"])
         self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self._factor = None
         self._apply(log=False)

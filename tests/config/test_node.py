@@ -133,7 +133,7 @@ def test_base_files_are_read_first_at_any_depth_and_relative_to_the_file(tmp_pat
                                                                      r"\(a.yaml -> b.yaml -> a.yaml\)"),
     ({"a.yaml": "_BASE_: a.yaml\n"}, r"_BASE_ a.yaml leads back to itself"),
     ({"a.yaml": "_BASE_: gone.yaml\n"}, r"a.yaml: its _BASE_ .*gone.yaml does not exist"),
-    ({"a.yaml": "_BASE_: [3]\n"}, r"_BASE_ must name files, got 3"),
+    ({"a.yaml": "_BASE_: [3]\n"}, r"_BASE_ = \[3\] must name a file or a list of files"),
     ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "SOLVER:\n  NOPE: 1\n"}, r"unknown config key SOLVER.NOPE"),
 ])
 def test_bad_base_files_are_one_config_error(tmp_path, files, message):
@@ -158,3 +158,46 @@ def test_lower_case_keys_and_key_equals_value_get_a_suggestion(items, message):
 def test_a_lower_case_key_in_a_file_gets_a_suggestion(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config key solver; did you mean SOLVER\?"):
         get_cfg().merge_from_file(write_file(tmp_path / "a.yaml", "solver:\n  OPTIMIZER:\n    BASE_LR: 0.1\n"))
+
+
+def test_each_base_file_is_read_once_however_often_the_chain_names_it(tmp_path, monkeypatch):
+    from pet.config import node
+
+    for i in range(20):  # each file names the next twice: 2**20 reads if the chain were walked naively
+        write_file(tmp_path / f"c{i}.yaml", f"_BASE_: [c{i + 1}.yaml, c{i + 1}.yaml]\nSEED: {i}\n")
+    write_file(tmp_path / "c20.yaml", "SEED: 20\nTRAIN:\n  BATCH_SIZE: 5\n")
+    reads = []
+    read_yaml = node.read_yaml
+    monkeypatch.setattr(node, "read_yaml", lambda path: reads.append(path) or read_yaml(path))
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "c0.yaml"))
+    assert (cfg.SEED, cfg.TRAIN.BATCH_SIZE) == (0, 5)
+    assert sorted(reads) == sorted(str(tmp_path / f"c{i}.yaml") for i in range(21))
+
+
+def test_a_base_chain_deeper_than_the_bound_is_one_error(tmp_path):
+    from pet.config.node import MAX_BASE_DEPTH
+
+    for i in range(1500):
+        write_file(tmp_path / f"c{i}.yaml", f"_BASE_: c{i + 1}.yaml\n")
+    write_file(tmp_path / "c1500.yaml", "SEED: 1\n")
+    with pytest.raises(ConfigError, match=rf"c0\.yaml: its _BASE_ chain is more than {MAX_BASE_DEPTH} files deep"):
+        get_cfg().merge_from_file(str(tmp_path / "c0.yaml"))
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / f"c{1500 - MAX_BASE_DEPTH + 1}.yaml"))  # a chain at the bound is fine
+    assert cfg.SEED == 1
+
+
+def test_an_alias_bomb_is_refused_before_it_expands_and_errors_stay_short(tmp_path):
+    text = "SOLVER:\n  OPTIMIZER:\n    KWARGS:\n      a: &a [xxxxxxxx, x, x, x, x, x, x, x, x, x]\n"
+    text += "".join(f"      {n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    with pytest.raises(ConfigError, match=r"expands to more than 10000 values") as error:
+        get_cfg().merge_from_file(write_file(tmp_path / "bomb.yaml", text))
+    assert len(str(error.value)) < 300
+    big = "SOLVER:\n  SCHEDULER:\n    STEPS: [" + ", ".join(["-1"] * 5000) + "]\n"
+    with pytest.raises(ConfigError, match=r"STEPS: expected a tuple|STEPS = .*\.\.\. \(\d+ characters\)") as error:
+        cfg = get_cfg()
+        cfg.merge_from_file(write_file(tmp_path / "big.yaml", big))
+        from pet.config import validate_cfg
+        validate_cfg(cfg)
+    assert len(str(error.value)) < 400

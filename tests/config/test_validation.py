@@ -3,6 +3,7 @@ import math
 import re
 
 import pytest
+import torch
 from torch import nn
 
 from pet.config import ConfigError, get_cfg, validate_solver_cfg
@@ -130,9 +131,33 @@ def test_unknown_and_missing_keys_set_by_hand_are_caught():
         validate_solver_cfg(cfg.SOLVER)
 
 
-@pytest.mark.parametrize("key, value", [("SCHEDULER.POLICY", "cosine"), ("SCHEDULER.WARM_UP_METHOD", "exp"),
-                                        ("OPTIMIZER.CLIP_GRADIENTS.CLIP_TYPE", "NORM")])
-def test_names_are_case_insensitive(key, value):
+def lr_at(cfg, k):
+    """The lr of the first group after k scheduler steps (the defaults: BASE_LR 0.001, 40000 updates, warmup 500
+    from 0.1, STEPS (30000,))."""
+    optimizer = Optimizer(nn.Linear(2, 2), cfg.SOLVER.OPTIMIZER).build()
+    LearningRateScheduler(optimizer, cfg.SOLVER, start_iter=k)
+    return optimizer.param_groups[0]["lr"]
+
+
+def test_policy_and_warmup_names_are_case_insensitive():
     cfg = get_cfg()
-    set_key(cfg, key, value)
-    build_solver(cfg)
+    set_key(cfg, "SCHEDULER.POLICY", "cosine")
+    assert lr_at(cfg, 20000) == pytest.approx(0.001 * 0.5 * (1 + math.cos(math.pi / 2)))  # halfway down the cosine
+    cfg = get_cfg()
+    set_key(cfg, "SCHEDULER.WARM_UP_METHOD", "exp")
+    assert lr_at(cfg, 250) == pytest.approx(0.001 * 0.1 ** 0.5)  # halfway up an exponential warmup from 0.1
+
+
+def test_clip_type_names_are_case_insensitive():
+    cfg = get_cfg()
+    set_key(cfg, "OPTIMIZER.CLIP_GRADIENTS.ENABLED", True)
+    set_key(cfg, "OPTIMIZER.CLIP_GRADIENTS.CLIP_TYPE", "NORM")
+    set_key(cfg, "OPTIMIZER.WEIGHT_DECAY", 0.0)
+    model = nn.Linear(2, 2)
+    before = model.weight.detach().clone()
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    model.weight.grad = torch.full((2, 2), 10.0)  # norm 20: clipped on its own to norm 1
+    model.bias.grad = torch.full((2,), 0.5)  # norm 0.71: left as it is
+    optimizer.step()
+    torch.testing.assert_close(model.weight, before - 0.001 * 10.0 / (20.0 + 1e-6))
+    assert torch.equal(model.bias.grad, torch.full((2,), 0.5))

@@ -333,3 +333,55 @@ def test_non_finite_weights_are_never_saved(tmp_path, where):
     with torch.no_grad():  # integer buffers (num_batches_tracked) are not checked, large finite values are fine
         (model[0].weight if where == "weight" else model[1].running_var)[1] = 3e38
     checkpointer.save("model_0000002", 2)
+
+
+@pytest.mark.parametrize("broken, message", [
+    (lambda data: data["scheduler"].pop("last_epoch"), r"\(scheduler\): the scheduler state has no 'last_epoch'"),
+    (lambda data: data["scheduler"].update(last_epoch="7"), r"the scheduler state's 'last_epoch' is a str, not int"),
+    (lambda data: data["optimizer"].pop("param_groups"), r"\(optimizer\): the optimizer state has no 'param_groups'"),
+    (lambda data: data["model"].pop("weight"), r"\(model\): Error\(s\) in loading state_dict for Linear: Missing key"),
+    (lambda data: data["rng"][0].update(torch=torch.zeros(3, dtype=torch.uint8)),
+     r"RNG states that cannot be restored: its torch state is not a generator state"),
+])
+def test_a_checkpoint_that_does_not_fit_is_a_checkpoint_error_naming_the_part(tmp_path, broken, message):
+    from pet.solver.lr_scheduler import ClosedFormScheduler
+    from pet.solver.schedules import LRSchedule
+
+    def objects():
+        model = nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return {"model": model, "optimizer": optimizer,
+                "scheduler": ClosedFormScheduler(optimizer, LRSchedule("COSINE", 10, {"min_lr_factor": 0.0}))}
+
+    Checkpointer(str(tmp_path), **objects()).save("model_final", 3)
+    data = read_checkpoint(str(tmp_path / "model_final.pth"))
+    broken(data)
+    torch.save(data, tmp_path / "model_final.pth")
+    with pytest.raises(CheckpointError, match=message):
+        Checkpointer(str(tmp_path), **objects()).load(str(tmp_path / "model_final.pth"))
+
+
+def test_a_bug_while_loading_keeps_its_traceback(tmp_path):
+    class Buggy:
+        def state_dict(self):
+            return {"count": 1}
+
+        def load_state_dict(self, state):
+            return state["cuont"]  # a typo in the code, not a broken file
+
+    Checkpointer(str(tmp_path), counter=Buggy()).save("model_final", 3)
+    with pytest.raises(KeyError, match="cuont"):
+        Checkpointer(str(tmp_path), counter=Buggy()).load(str(tmp_path / "model_final.pth"))
+
+
+def test_numpy_random_state_is_restored(tmp_path):
+    import numpy as np
+
+    checkpointer = Checkpointer(str(tmp_path))
+    np.random.seed(3)
+    np.random.random(5)  # a position inside the stream, not only the seed
+    checkpointer.save("model_0000001", iteration=1)
+    expected = np.random.random(4)
+    np.random.seed(99)
+    checkpointer.load(checkpointer.latest())
+    assert np.array_equal(np.random.random(4), expected)

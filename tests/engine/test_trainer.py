@@ -115,10 +115,12 @@ def test_a_nan_loss_skips_the_update_and_is_counted():
     assert all(torch.isfinite(v).all() for s in trainer.units[0].optimizer.state.values() for v in s.values())
 
 
-def test_an_fp16_update_with_inf_gradients_is_skipped_by_the_scaler_and_counted():
+@pytest.mark.parametrize("opt_type", ["SGD", "RMSPROP"])  # fused (the kernels skip) and foreach (the host does)
+def test_an_fp16_update_with_inf_gradients_is_skipped_by_the_scaler_and_counted(opt_type):
     model = FailsAt(mlp(), inf_grad_at=(2,))
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
-    trainer = make_trainer(model, amp_dtype=torch.float16, scaler=scaler)
+    trainer = make_trainer(model, amp_dtype=torch.float16, scaler=scaler, opt_type=opt_type)
+    assert trainer.units[0].optimizer.param_groups[0].get("fused") is (True if opt_type == "SGD" else None)
     snapshots = ParamsAfterEachStep()
     trainer.register_hooks([snapshots])
     trainer.train(0, 4)
@@ -460,3 +462,77 @@ def check_grad_norm(clip_type, norm_type, implementation, scaler=None):
         expected = torch.nn.utils.get_total_norm(per_update[it], norm_type).item() / scale
         assert seen[0] == it and seen[1] == pytest.approx(expected, rel=1e-5), it
     assert any(seen[1] > 0.05 for seen in recorder.seen if seen)  # the norms were above the clip value
+
+
+def test_the_consecutive_skip_counter_resets_after_a_taken_update():
+    trainer = make_trainer(FailsAt(mlp(), nan_loss_at=(2, 3, 5, 6)))
+    trainer.max_consecutive_skips = 3  # two in a row, twice, never three
+    trainer.train(0, 4)
+    assert (trainer.skipped_updates, trainer.consecutive_skips) == (2, 0)
+    trainer.train(4, 8)
+    assert (trainer.skipped_updates, trainer.consecutive_skips) == (4, 0)
+
+
+class StopAt:
+    """Stop signals as `StopSignals.agreed` reports them: from iteration `at` on, a SIGTERM."""
+
+    def __init__(self, trainer, at):
+        self.trainer, self.at = trainer, at
+
+    def agreed(self):
+        return "SIGTERM" if self.trainer.iter >= self.at else None
+
+
+def test_a_stop_signal_on_the_last_iteration_ends_the_run_normally():
+    from pet.errors import Preempted
+
+    trainer = make_trainer(mlp())
+    trainer.stop_signals = StopAt(trainer, at=2)
+    trainer.train(0, 3)  # the signal came with the last update: nothing is left to resume
+    assert trainer.iter == 2 and trainer.failure is None
+    trainer = make_trainer(mlp())
+    trainer.stop_signals = StopAt(trainer, at=1)
+    with pytest.raises(Preempted, match="stopped by SIGTERM after 2 iterations"):
+        trainer.train(0, 3)
+
+
+def test_a_nan_loss_clears_the_gradients_of_an_optimizer_that_is_not_due():
+    from pet.solver.run_optimizers import SolverUnit
+
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1])
+    model = FailsAt(mlp(), nan_loss_at=(1,))  # iteration 0; the unit steps after iterations 1, 3, ...
+    unit = SolverUnit("", Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), step_interval=2)
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
+    trainer = Trainer(model, classification_losses, data, [unit], torch.device("cpu"))
+    trainer.train(0, 2)
+    assert trainer.skipped_updates == 1  # the NaN gradients of iteration 0 do not reach iteration 1's update
+    reference = mlp()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert not torch.equal(p, q) and torch.isfinite(p).all()
+
+
+def ddp_accumulation(rank, world_size, folder):
+    """Each of 2 processes: batch 4 x 2 micro-batches per update, DDP-wrapped."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = mlp()
+    cfg = get_cfg()
+    cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1])
+    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 4, 2, rank, world_size, seed=5))
+    Trainer(DistributedDataParallel(model), classification_losses, data, optimizer, torch.device("cpu"),
+            accumulation=2).train(0, 3)
+    torch.save(model.state_dict(), f"{folder}/rank{rank}.pt")
+
+
+def test_ddp_with_accumulation_equals_one_process_with_the_whole_batch(tmp_path):
+    from tests.engine.distributed_processes import run_in_processes
+
+    run_in_processes(ddp_accumulation, 2, tmp_path, str(tmp_path))
+    whole = mlp()
+    make_trainer(whole, batch_size=16).train(0, 3)  # 2 processes x 4 images x 2 micro-batches
+    for rank in range(2):
+        state = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name, tensor in whole.state_dict().items():
+            torch.testing.assert_close(state[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

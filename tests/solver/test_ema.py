@@ -67,3 +67,14 @@ def test_the_state_resumes_and_refuses_another_model():
     assert all(torch.equal(a, b) for a, b in zip(resumed.average, ema.average))
     with pytest.raises(ValueError, match="the EMA holds other tensors"):
         WeightEMA(nn.Linear(3, 4)).load_state_dict(ema.state_dict())
+
+
+def test_the_swap_covers_integer_buffers_too():
+    model = model_with_bn()
+    ema = WeightEMA(model, decay=0.5, warmup_iters=0)
+    train_steps(model, 3, ema)
+    train_steps(model, 2)  # the model moves on (its batch counter too), the average does not
+    assert model[1].num_batches_tracked == 5
+    with ema.swapped_in():
+        assert model[1].num_batches_tracked == 3  # the average's counter, as it would be saved and exported
+    assert model[1].num_batches_tracked == 5

@@ -87,6 +87,25 @@ YAML_STRUCTURE = [
     ("missing_file", None, "cannot read config file"),
     ("duplicate_key", "SOLVER:\n  OPTIMIZER:\n    BASE_LR: 0.1\nSOLVER:\n  SCHEDULER:\n    GAMMA: 0.5\n",
      "the key 'SOLVER' appears twice in one mapping"),
+    ("base_null", "_BASE_: null\n", "_BASE_ = None must name a file or a list of files"),
+    ("base_number", "_BASE_: 3\n", "_BASE_ = 3 must name a file or a list of files"),
+    ("base_mapping", "_BASE_: {a: b.yaml}\n", "_BASE_ = {'a': 'b.yaml'} must name a file or a list of files"),
+    ("base_folder", "_BASE_: .\n", "is a folder, not a config file"),
+    ("list_key", "SOLVER:\n  ? [a, b]\n  : 1\n", "line 3: a key must be a name, not a list"),
+    ("mapping_key", "SOLVER:\n  {x: 1}: 2\n", "line 3: a key must be a name, not a dict"),
+    ("alias_bomb", "SOLVER:\n  OPTIMIZER:\n    KWARGS:\n      a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+     + "".join(f"      {n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcd", "bcde"))
+     + "  SCHEDULER:\n    STEPS: *e\n", "expands to more than 10000 values"),
+    ("model_dot", "MODEL:\n  NAME: '.'\n", "MODEL.NAME = '.' is not an import path; write pkg.module:name"),
+    ("model_colon", "MODEL:\n  NAME: ':'\n", "MODEL.NAME = ':' is not an import path"),
+    ("model_relative", "MODEL:\n  NAME: .foo:bar\n", "MODEL.NAME = '.foo:bar' is not an import path"),
+    ("model_class", "MODEL:\n  NAME: torch.nn:Module\n",
+     "MODEL.NAME = 'torch.nn:Module' failed when called with (cfg): TypeError: Module.__init__() takes 1 positional"),
+    ("model_system", "MODEL:\n  NAME: os:system\n", "MODEL.NAME = 'os:system' failed when called with (cfg): "
+                                                     "TypeError"),
+    ("data_add", "DATA:\n  DATASET: operator:add\n",
+     "DATA.DATASET = 'operator:add' failed when called with (cfg, split): TypeError: unsupported operand"),
+    ("best_mode", "TRAIN:\n  BEST_MODE: highest\n", "TRAIN.BEST_MODE = 'highest' is invalid; allowed: \"\" | max | min"),
 ]
 COMMAND_LINES = [
     ("odd", ["SOLVER.OPTIMIZER.BASE_LR"], "odd number of items"),
@@ -209,6 +228,10 @@ def test_a_config_file_that_is_not_utf8_is_one_error_line(tmp_path, capsys):
     (lambda a: a["annotations"][0].update(bbox="4 4 9 9"), "has the bbox '4 4 9 9', not four numbers"),
     (lambda a: a["annotations"][0].pop("bbox"), "has the bbox None, not four numbers"),
     (lambda a: a["annotations"][0].update(category_id=99), "names the category 99"),
+    (lambda a: a["images"][0].pop("file_name"), "has the file_name None, not a path inside the images folder"),
+    (lambda a: a["images"][0].update(file_name="../../etc/passwd"), "has the file_name '../../etc/passwd'"),
+    (lambda a: a["categories"][0].pop("name"), "needs an integer id and a name"),
+    (lambda a: a["images"][0].update(id="first"), "the image id 'first' is not an integer"),
     (None, "is not a file"),
 ])
 def test_broken_coco_annotations_stop_before_training(tmp_path, capsys, shapes_root, change, expected):

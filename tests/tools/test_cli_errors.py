@@ -65,9 +65,11 @@ def test_train_net_errors(tmp_path, monkeypatch, capsys, argv, message):
 
 
 LR_FIND_CASES = [
-    (["--start", "0"], r"--start 0\.0 and --end 10\.0: the sweep needs 0 < start < end"),
-    (["--start", "1", "--end", "0.1"], r"the sweep needs 0 < start < end"),
-    (["--iters", "1"], r"--iters 1 must be at least 2"),
+    (["--start", "0"], r"--start 0\.0 and --end 10\.0: the sweep needs 2\.23e-308 <= start < end < inf"),
+    (["--start", "1e-320"], r"--start 1e-320 and --end 10\.0: the sweep needs 2\.23e-308 <= start"),
+    (["--start", "1", "--end", "0.1"], r"the sweep needs 2\.23e-308 <= start < end"),
+    (["--iters", "1"], r"--iters 1 must be between 2 and 100000"),
+    (["--iters", str(10 ** 17)], r"--iters 100000000000000000 must be between 2 and 100000"),
     (["SOLVER.OPTIMIZER.TYPE", "nosuchpackage.Fast"], r"SOLVER\.OPTIMIZER\.TYPE = 'nosuchpackage\.Fast': cannot import"),
     (["SOLVER.OPTIMIZER.KWARGS.warp", "9"], r"SOLVER\.OPTIMIZER\.KWARGS\.warp: SGD takes no argument 'warp'"),
     (["SOLVER.OPTIMIZERS.head.MODULES", "('fc',)"], r"the lr finder sweeps SOLVER\.OPTIMIZER\.BASE_LR of a single"),
@@ -104,8 +106,9 @@ def test_test_net_refuses_weights_of_another_model_or_no_weights(tmp_path, capsy
 
     torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "other.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
+    torch.save({"model": 5}, tmp_path / "five.pth")
     for name, message in (("other.pth", r"holds the weights of another model than MODEL\.NAME: Missing key"),
-                          ("list.pth", r"holds no model weights \(a list\)")):
+                          ("list.pth", r"holds no model weights \(a list"), ("five.pth", r"holds no model weights \(a int")):
         code = test_net.run(test_net.main, ["--cfg", DEFAULT_CFG, "--weights", str(tmp_path / name)])
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), lines
@@ -171,3 +174,43 @@ def test_help_shows_the_defaults(capsys):
         show_detections.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "lowest score drawn (default: 0.4)" in text and "(default: 8)" in text
+
+
+def test_lr_find_says_a_short_sweep_ended_rather_than_diverged(tmp_path, capsys):
+    code = lr_find.run(lr_find.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path), "--start", "1e-9",
+                                      "--end", "1e-8", "--iters", "3", "TRAIN.BATCH_SIZE", "8"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines[-1] == ("error: the sweep ended after 3 updates without a descent to suggest from; give "
+                                       "more --iters or a wider --start .. --end (see --help)"), lines
+
+
+@pytest.mark.parametrize("tool", ["export_weights", "plot_schedule"])
+@pytest.mark.parametrize("out, message", [
+    (lambda t: str(t), r"--out '.*' is a folder; give a file path in it"),
+    (lambda t: "", r"--out is empty; give a file path"),
+    (lambda t: str(t / "a_file" / "x.png"), r"--out '.*x\.png' lies under .*a_file, which is a file"),
+])
+def test_an_output_path_that_cannot_be_a_file_is_one_error_line(tmp_path, capsys, tool, out, message):
+    import torch
+
+    (tmp_path / "a_file").write_text("x")
+    torch.save({"model": {"w": torch.ones(1)}, "iteration": 1, "rng": []}, tmp_path / "ckpt.pth")
+    before = sorted(os.listdir(tmp_path))
+    module = load_tool(tool)
+    argv = ["--weights", str(tmp_path / "ckpt.pth")] if tool == "export_weights" else ["--cfg", DEFAULT_CFG]
+    code = module.run(module.main, [*argv, "--out", out(tmp_path)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), lines
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_export_weights_refuses_a_checkpoint_whose_model_is_no_state_dict(tmp_path, capsys):
+    import torch
+
+    torch.save({"model": 5, "iteration": 1}, tmp_path / "five.pth")
+    export = load_tool("export_weights")
+    code = export.run(export.main, ["--weights", str(tmp_path / "five.pth"), "--out", str(tmp_path / "w.pth")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == [f"error: {tmp_path / 'five.pth'} holds no model weights (a int, not tensors by "
+                                   "name)"]
+    assert not (tmp_path / "w.pth").exists()
