@@ -63,3 +63,41 @@ def test_the_config_package_imports_nothing_of_the_solver_engine_data_or_models(
         if module.startswith("pet.config"):
             outside = {t for t in targets if t.startswith(("pet.solver", "pet.engine", "pet.data", "pet.models"))}
             assert not outside, f"{module} imports {sorted(outside)}"
+
+
+# Each package's rooms, from the bottom up: a module may import its own room and the rooms below it, never one above.
+LAYERS = {
+    "pet.engine": ["distributed", "persistence", "loop", "evaluation", "runs"],
+    "pet.solver": ["param_groups", "optimizers", "schedules", "units"],
+    "pet": ["errors", "state_fields", "imports", "lr_policies", "config", "solver", "data", "models", "engine"],
+}
+
+
+def room(module: str, package: str) -> int:
+    """The index of the room of `package` that holds `module`, or -1 when it lies outside the package."""
+    if not module.startswith(package + "."):
+        return -1
+    first = module[len(package) + 1:].split(".")[0]
+    return LAYERS[package].index(first) if first in LAYERS[package] else -1
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_every_module_imports_only_its_own_room_and_the_rooms_below(package):
+    for module, targets in import_graph().items():
+        own = room(module, package)
+        if own < 0:
+            continue
+        above = sorted(t for t in targets if room(t, package) > own)
+        assert not above, f"{module} imports {above}, from above its room {LAYERS[package][own]}"
+
+
+def test_every_module_of_pet_lies_in_a_room_and_no_package_is_a_crowd():
+    graph = import_graph()
+    for package in ("pet.engine", "pet.solver"):
+        inside = [m for m in graph if m.startswith(package + ".")]
+        assert all(room(m, package) >= 0 for m in inside), [m for m in inside if room(m, package) < 0]
+    folders = {}
+    for module in graph:
+        folders.setdefault(module.rsplit(".", 1)[0], []).append(module)
+    crowded = {folder: len(members) for folder, members in folders.items() if len(members) > 12}
+    assert not crowded, crowded

@@ -55,7 +55,7 @@ VARIANTS = ["train_net", "hand", "hand+keep", "mmengine"]
 
 
 def job_cfg(job: Job, output_dir: str) -> Any:
-    from pet.engine.cli import load_config
+    from pet.engine.runs.cli import load_config
 
     return load_config(os.path.join(ROOT, job.cfg), list(job.overrides) + ["OUTPUT_DIR", output_dir])
 
@@ -90,8 +90,8 @@ def setup(cfg: Any):
     """The model, data and batch order train_net builds for `cfg` (same seeds), with pet's builders."""
     import torch
     from pet.data import build_dataset, build_train_loader
-    from pet.engine.runner import seed_everything
-    from pet.engine.tasks import task_of
+    from pet.engine.runs.runner import seed_everything
+    from pet.engine.evaluation.tasks import task_of
     from pet.models import build_model
 
     seed_everything(cfg.SEED)
@@ -225,7 +225,7 @@ def run_variant(variant: str, job_name: str, output_dir: str) -> Tuple[float, Li
 
 def child(variant: str, job_name: str, output_dir: str) -> None:
     """Inside the fresh process of a hand or MMEngine variant: train, write the update times."""
-    from pet.engine.allocator import keep_freed_memory
+    from pet.engine.runs.allocator import keep_freed_memory
 
     if variant == "hand+keep":
         keep_freed_memory()
@@ -251,7 +251,7 @@ PHASES = [  # (label, function name, file suffix) in cProfile's table; cumulativ
 
 def profile_digits(updates: int = 100) -> List[Tuple[str, float]]:
     """(phase, ms per update) of the digits job through the trainer, from cProfile's cumulative times."""
-    from pet.engine.runner import build_run
+    from pet.engine.runs.runner import build_run
 
     with tempfile.TemporaryDirectory() as folder:
         cfg = job_cfg(JOBS["digits"], folder)
@@ -295,7 +295,7 @@ def markdown(results: Dict[str, Dict[str, List[Tuple[float, List[float]]]]], pro
 def main(argv: Optional[List[str]] = None) -> str:
     import argparse
 
-    from pet.engine.cli import write_report
+    from pet.engine.runs.cli import write_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)

@@ -29,7 +29,7 @@ from torch import nn
 from torch.distributed.tensor import distribute_tensor
 
 from pet.config import get_cfg
-from pet.engine.fsdp import device_mesh, shard_model
+from pet.engine.distributed.fsdp import device_mesh, shard_model
 from pet.models import build_classifier
 from pet.solver import LearningRateScheduler, Optimizer
 
@@ -130,7 +130,7 @@ def markdown(rows: List[dict], command: str, device: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> str:
-    from pet.engine.cli import ArgumentParser, write_report
+    from pet.engine.runs.cli import ArgumentParser, write_report
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small model, few repeats (for tests)")
@@ -161,6 +161,6 @@ def main(argv: Optional[List[str]] = None) -> str:
 
 
 if __name__ == "__main__":
-    from pet.engine.cli import run
+    from pet.engine.runs.cli import run
 
     sys.exit(run(main))

@@ -42,10 +42,10 @@ from torch import nn
 from pet.config import get_cfg
 from pet.models import build_classifier
 from pet.solver import LearningRateScheduler, Optimizer
-from pet.solver.optimizer import group_rules
-from pet.solver.schedule_config import lr_schedule_from_cfg
-from pet.solver.param_groups import param_entries
-from pet.solver.run_optimizers import SolverUnit
+from pet.solver.optimizers.builder import group_rules
+from pet.solver.schedules.from_config import lr_schedule_from_cfg
+from pet.solver.param_groups.rules import param_entries
+from pet.solver.units import SolverUnit
 
 FULL_MODELS = ["resnet50", "mobilenet_v3_small", "swin_t", "vit_b_16"]
 QUICK_MODELS = ["mobilenet_v3_small"]
@@ -263,7 +263,7 @@ def ema_updates(model: nn.Module) -> Dict[str, Callable[[], None]]:
     """One EMA update of `model`'s parameters and float buffers, by each implementation (decay 0.9998)."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from pet.solver.ema import WeightEMA
+    from pet.solver.optimizers.ema import WeightEMA
 
     ours_ema = WeightEMA(model, decay=0.9998, warmup_iters=0)
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9998), use_buffers=True)
@@ -309,7 +309,7 @@ def bench_build(sizes: List[int], repeats: int) -> Dict[int, float]:
 
 def bench_trainer(iterations: int, repeats: int) -> Dict[str, float]:
     """Seconds per iteration of the Trainer and of a hand-written loop, same tiny model, data and solver."""
-    from pet.engine.hooks import IterationTimer, LRSchedulerHook
+    from pet.engine.loop.hooks import IterationTimer, LRSchedulerHook
     from pet.engine import Trainer, classification_losses
 
     torch.manual_seed(0)
@@ -424,7 +424,7 @@ def markdown(device: torch.device, command: str, bandwidth: float, rows: List[di
 
 
 def main(argv: Optional[List[str]] = None) -> str:
-    from pet.engine.cli import ArgumentParser, write_report
+    from pet.engine.runs.cli import ArgumentParser, write_report
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small model, few repeats (for tests)")
@@ -453,6 +453,6 @@ def main(argv: Optional[List[str]] = None) -> str:
 
 
 if __name__ == "__main__":
-    from pet.engine.cli import run
+    from pet.engine.runs.cli import run
 
     sys.exit(run(main))

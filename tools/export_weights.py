@@ -10,8 +10,8 @@ from typing import List, Optional
 
 import torch
 
-from pet.engine.checkpoint import atomic_write, checkpoint_weights
-from pet.engine.cli import ArgumentParser, output_file, run
+from pet.engine.persistence.checkpointer import atomic_write, checkpoint_weights
+from pet.engine.runs.cli import ArgumentParser, output_file, run
 
 
 def main(argv: Optional[List[str]] = None) -> None:

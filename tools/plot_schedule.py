@@ -1,20 +1,21 @@
 """Preview a config's schedules without training: `python tools/plot_schedule.py --cfg FILE [KEY VALUE ...]`.
 
 Builds the model and the solver from the config, prints the parameter-group table of every optimizer, and writes
-a PNG with the lr of every group over the whole run (plus momentum and weight decay where they are scheduled).
+a PNG with the lr of every group over the whole run (plus momentum and weight decay where they are scheduled). The
+values come from the run's own schedulers, stepped once per iteration without any training, so the preview shows
+exactly what training will use.
 """
 import os
 import sys
 from typing import Any, Dict, List, Optional
 
 from pet.config import optimizer_entries, validate_cfg
-from pet.engine.cli import ArgumentParser, CommandLineError, load_config, output_file, run
-from pet.engine.runner import count_updates_per_epoch, seed_everything
+from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, output_file, run
+from pet.engine.runs.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
-from pet.solver.preview import schedule_curves
-from pet.solver.run_optimizers import build_run_solver
-from pet.solver.schedule_config import uses_epochs
+from pet.solver.units import SolverUnit, build_run_solver
+from pet.solver.schedules.from_config import uses_epochs
 
 TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100
@@ -44,6 +45,30 @@ def check_arguments(args: Any) -> None:
     if args.out and os.path.splitext(args.out)[1].lstrip(".").lower() not in formats:
         raise CommandLineError(f"--out {args.out!r} has no image extension; use one of "
                                f"{', '.join('.' + name for name in sorted(formats))}")
+
+
+def schedule_curves(units: List[SolverUnit], max_iter: int) -> Dict[str, Dict[str, List[float]]]:
+    """{"lr" | "momentum" | "weight_decay": {curve name: value at iterations 0 .. max_iter - 1}}.
+
+    Momentum and weight decay appear only for the units whose scheduler changes them. The schedulers are
+    stepped, so pass units built for the preview, not those of a run in progress.
+    """
+    curves: Dict[str, Dict[str, List[float]]] = {"lr": {}}
+    for unit in units:
+        for field in unit.scheduler.fields:
+            curves.setdefault(field.name, {})
+    for _ in range(max_iter):
+        for unit in units:
+            scheduled = [field.name for field in unit.scheduler.fields]
+            for name, group in zip(unit.group_labels(), unit.optimizer.param_groups):
+                curves["lr"].setdefault(name, []).append(group["lr"])
+                if "momentum" in scheduled:
+                    value = group["betas"][0] if "betas" in group else group["momentum"]
+                    curves["momentum"].setdefault(name, []).append(value)
+                if "weight_decay" in scheduled:
+                    curves["weight_decay"].setdefault(name, []).append(group["weight_decay"])
+            unit.scheduler.step()
+    return curves
 
 
 def plot(curves: Dict[str, Dict[str, List[float]]], path: str, title: str) -> None:

@@ -2,9 +2,9 @@
 import sys
 from typing import List, Optional
 
-from pet.engine.cli import ArgumentParser, load_config, run
-from pet.engine.distributed import shutdown_distributed
-from pet.engine.runner import evaluate
+from pet.engine.runs.cli import ArgumentParser, load_config, run
+from pet.engine.distributed.process_group import shutdown_distributed
+from pet.engine.runs.runner import evaluate
 
 
 def main(argv: Optional[List[str]] = None) -> None:

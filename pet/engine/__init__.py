@@ -1,11 +1,11 @@
 """The trainer around the solver: hooks, checkpoints, event writers, evaluation and distributed set-up."""
-from pet.engine.checkpoint import Checkpointer
-from pet.engine.events import EventStorage
-from pet.engine.hooks import (EvalHook, HookBase, IterationTimer, LRSchedulerHook, PeriodicCheckpointer,
+from pet.engine.persistence.checkpointer import Checkpointer
+from pet.engine.loop.events import EventStorage
+from pet.engine.loop.hooks import (EvalHook, HookBase, IterationTimer, LRSchedulerHook, PeriodicCheckpointer,
                               PeriodicWriter)
-from pet.engine.runner import evaluate, train
-from pet.engine.tasks import classification_losses, model_losses
-from pet.engine.trainer import Trainer
+from pet.engine.runs.runner import evaluate, train
+from pet.engine.evaluation.tasks import classification_losses, model_losses
+from pet.engine.loop.trainer import Trainer
 
 from pet.errors import CheckpointError
 

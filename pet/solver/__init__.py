@@ -4,14 +4,14 @@ Plain-argument cores (`build_param_groups`, `build_optimizer`, `ClosedFormSchedu
 thin config adapters with Pet's names (`Optimizer(model, cfg.SOLVER.OPTIMIZER).build()`,
 `LearningRateScheduler(optimizer, cfg.SOLVER, start_iter, iter_per_epoch)`).
 """
-from pet.solver.gradient_guard import GradientClipper, add_gradient_clipping
-from pet.solver.lars import LARS
-from pet.solver.lr_scheduler import ClosedFormScheduler, LearningRateScheduler
-from pet.solver.optimizer import Optimizer, OptimizerSpec, build_optimizer
-from pet.solver.param_groups import GroupRules, build_param_groups
-from pet.solver.report import format_param_groups
-from pet.solver.schedule_config import lr_schedule_from_cfg
-from pet.solver.schedules import LRSchedule
+from pet.solver.optimizers.guard import GradientClipper, add_gradient_clipping
+from pet.solver.optimizers.lars import LARS
+from pet.solver.schedules.lr_scheduler import ClosedFormScheduler, LearningRateScheduler
+from pet.solver.optimizers.builder import Optimizer, OptimizerSpec, build_optimizer
+from pet.solver.param_groups.rules import GroupRules, build_param_groups
+from pet.solver.param_groups.report import format_param_groups
+from pet.solver.schedules.from_config import lr_schedule_from_cfg
+from pet.solver.schedules.lr_schedule import LRSchedule
 
 __all__ = [
     "ClosedFormScheduler",

@@ -36,7 +36,7 @@ from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
 from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
-from pet.solver.optimizer_types import optimizer_types
+from pet.solver.optimizers.types import optimizer_types
 
 UPDATES = 4
 BASE_LR = 0.05

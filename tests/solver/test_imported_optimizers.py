@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import clip_grad_norm_
 
 from pet.config import ConfigError, get_cfg
-from pet.engine.checkpoint import load_state, state_of
+from pet.engine.persistence.checkpointer import load_state, state_of
 from pet.solver import Optimizer
 
 schedulefree = pytest.importorskip("schedulefree")

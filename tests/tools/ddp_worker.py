@@ -5,10 +5,10 @@ import sys
 
 import torch
 
-from pet.engine.cli import load_config
-from pet.engine.distributed import get_rank, shutdown_distributed
-from pet.engine.hooks import EMAHook
-from pet.engine.runner import build_run
+from pet.engine.runs.cli import load_config
+from pet.engine.distributed.process_group import get_rank, shutdown_distributed
+from pet.engine.loop.hooks import EMAHook
+from pet.engine.runs.runner import build_run
 
 if __name__ == "__main__":
     out, cfg_file, *overrides = sys.argv[1:]

@@ -116,7 +116,7 @@ def test_test_net_refuses_weights_of_another_model_or_no_weights(tmp_path, capsy
 
 def test_a_refused_resume_leaves_the_folder_as_it_was(tmp_path, capsys):
     from pet.config import get_cfg
-    from pet.engine.checkpoint import Checkpointer
+    from pet.engine.persistence.checkpointer import Checkpointer
     from pet.models import build_model
     from pet.solver import Optimizer
 
@@ -144,7 +144,7 @@ def test_under_torchrun_a_config_error_is_said_by_rank_0_only(tmp_path, capsys, 
 
 
 def test_other_errors_are_said_by_every_process(capsys, monkeypatch):
-    from pet.engine.cli import run
+    from pet.engine.runs.cli import run
     from pet.errors import DistributedError
 
     monkeypatch.setenv("RANK", "1")

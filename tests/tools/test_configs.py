@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from pet.engine.cli import load_config
+from pet.engine.runs.cli import load_config
 from pet.models import build_model
-from pet.engine.runner import build_run
+from pet.engine.runs.runner import build_run
 from tests.toy_detection import TINY, make_tiny_shapes
 from tests.tools.conftest import ROOT
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from pet.engine.checkpoint import read_checkpoint
+from pet.engine.persistence.checkpointer import read_checkpoint
 
 from tests.tools.conftest import DEFAULT_CFG, ROOT
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from pet.config import get_cfg, optimizer_entries
 from pet.models import build_model
-from pet.solver.run_optimizers import build_solver_units
+from pet.solver.units import build_solver_units
 from tests.tools.conftest import ROOT
 from tests.tools.test_cli_errors import load_tool
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from pet.engine.checkpoint import read_checkpoint
+from pet.engine.persistence.checkpointer import read_checkpoint
 from tests.tools.conftest import DEFAULT_CFG, FAST, TRAIN_NET, environment, train_command
 from tests.tools.test_train_net import final_weights, metrics, metrics_rows
 

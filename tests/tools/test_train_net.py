@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from pet.engine.checkpoint import Checkpointer, read_checkpoint
+from pet.engine.persistence.checkpointer import Checkpointer, read_checkpoint
 from tests.tools.conftest import TEST_NET, DEFAULT_CFG, FAST, environment, train_command
 
 pytestmark = pytest.mark.slow  # end-to-end: real processes (make test-fast skips them)

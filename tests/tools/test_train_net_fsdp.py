@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from pet.engine.checkpoint import checkpoint_weights, read_checkpoint
+from pet.engine.persistence.checkpointer import checkpoint_weights, read_checkpoint
 from tests.toy_detection import SHAPES_CFG, tiny_overrides
 from tests.tools.conftest import DEFAULT_CFG, FAST, TEST_NET, TRAIN_NET, environment
 from tests.tools.test_preemption import children

@@ -1,0 +1,125 @@
+"""Event writers: console lines with ETA, `metrics.json` (JSON lines) and TensorBoard event files."""
+import datetime
+import json
+import logging
+import os
+from typing import Dict, Protocol
+
+from pet.engine.persistence.checkpointer import atomic_write, no_follow
+from pet.engine.loop.events import EventStorage
+
+logger = logging.getLogger(__name__)
+
+
+class EventWriter(Protocol):
+    """What `PeriodicWriter` calls: `write` at each period, `close` at the end."""
+
+    def write(self, storage: EventStorage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _updated_since(storage: EventStorage, last_iter: int) -> Dict[int, Dict[str, float]]:
+    """The scalars recorded after `last_iter`, grouped by iteration."""
+    by_iter: Dict[int, Dict[str, float]] = {}
+    for name, (value, iteration) in storage.latest().items():
+        if iteration > last_iter:
+            by_iter.setdefault(iteration, {})[name] = value
+    return by_iter
+
+
+class ConsoleWriter:
+    """Logs `iter: 119/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712` style lines: the
+    iteration numbered as in metrics.json and TensorBoard (from 0), the losses of that iteration as they are
+    recorded there (the total, then each of the model's losses, whatever their names), and gradient norms and
+    validation results on the line of the iteration that computed them only. `time` is the median of recent
+    iterations (it feeds the ETA)."""
+
+    def __init__(self, max_iter: int) -> None:
+        self.max_iter = max_iter
+
+    def write(self, storage: EventStorage) -> None:
+        latest = storage.latest()
+        parts = [f"iter: {storage.iter}/{self.max_iter}"]
+        if "time" in latest:
+            seconds = storage.median("time") * (self.max_iter - storage.iter - 1)
+            parts.append(f"eta: {datetime.timedelta(seconds=int(seconds))}")
+        for name in ("loss",) + storage.loss_names:
+            if name in latest:
+                parts.append(f"{name}: {latest[name][0]:.4f}")
+        grad_norms = sorted(name for name in latest if name.split("/")[0] == "grad_norm")
+        now = {name for name, (_, iteration) in latest.items() if iteration == storage.iter}
+        for name in ("lr", *grad_norms, "val/accuracy", "val/mAP", "val_ema/accuracy", "val_ema/mAP",
+                     "skipped_updates"):
+            if name in latest and (name in now or name in ("lr", "skipped_updates")):
+                parts.append(f"{name}: {latest[name][0]:.6g}")
+        if "time" in latest:
+            parts.append(f"time: {storage.median('time'):.4f}")
+        logger.info("  ".join(parts))
+
+    def close(self) -> None:
+        pass
+
+
+class JSONWriter:
+    """Appends one JSON line per written iteration to `path`: {"iteration": i, name: value, ...}.
+
+    Opened for a run that starts at `start_iter`, it first drops the lines of iterations >= start_iter: those a
+    killed run wrote after its last checkpoint, or all of an earlier run's when a new one starts at 0. The file
+    is then the history of one uninterrupted run.
+    """
+
+    def __init__(self, path: str, start_iter: int = 0) -> None:
+        self.path = path
+        self._last_iter = start_iter - 1
+        if os.path.exists(path):
+            self._truncate(start_iter)
+        self._file = open(path, "a", encoding="utf-8", opener=no_follow)
+
+    def _truncate(self, start_iter: int) -> None:
+        """Keep the lines of iterations before `start_iter`, in a new file that replaces the old one (a hard link
+        to the old file elsewhere keeps the old contents). A line a killed run left half-written is dropped."""
+        kept, torn = [], 0
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    row = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    torn += 1
+                    continue
+                if row is not None and row.get("iteration", start_iter) < start_iter:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            logger.warning("%s: dropped %d line(s) that a killed run left half-written", self.path, torn)
+        atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
+
+    def write(self, storage: EventStorage) -> None:
+        for iteration, values in sorted(_updated_since(storage, self._last_iter).items()):
+            self._file.write(json.dumps({"iteration": iteration, **values}, sort_keys=True) + "\n")
+        self._file.flush()
+        self._last_iter = storage.iter
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorboardWriter:
+    """Writes every scalar to TensorBoard event files in `log_dir`; events of earlier runs from `start_iter` on
+    (a killed run's last steps, or a whole earlier run when a new one starts at 0) are purged."""
+
+    def __init__(self, log_dir: str, start_iter: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imported late: TensorBoard is slow to import
+
+        self._writer = SummaryWriter(log_dir, purge_step=start_iter)
+        self._last_iter = start_iter - 1
+
+    def write(self, storage: EventStorage) -> None:
+        for iteration, values in sorted(_updated_since(storage, self._last_iter).items()):
+            for name, value in values.items():
+                self._writer.add_scalar(name, value, iteration)
+        self._writer.flush()
+        self._last_iter = storage.iter
+
+    def close(self) -> None:
+        self._writer.close()
+

@@ -1,0 +1,541 @@
+"""Checkpoints that survive crashes: atomic writes, `weights_only` reads, the last N kept.
+
+A checkpoint holds the state of every registered object (model, optimizer, scheduler, grad scaler, trainer
+counters), the iteration to resume at, the RNG states of torch, CUDA, Python and NumPy of every process, and
+metadata of the run (its config text, its number of processes). It is written to a temporary file
+in the same folder, flushed and fsync'ed, then renamed over its final name, and the folder is fsync'ed: a crash
+at any moment leaves either the old file or the complete new one, never half of one. `last_checkpoint` names
+the newest complete checkpoint and is replaced the same way. A sharded (FSDP) run writes checkpoint folders instead
+(`sharded_checkpoint`), with the same names, marker and pruning.
+"""
+import contextlib
+import glob
+import io
+import itertools
+import logging
+import math
+import os
+import random
+import re
+import shutil
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+
+from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+
+from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.state_fields import require_fields
+from pet.engine.distributed.process_group import all_gather_objects, all_reduce_sum, get_rank, get_world_size
+from pet.solver.optimizers.shards import local_shards
+from pet.engine.persistence.sharded import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
+                                           read_tensors, split_tensors, write_folder)
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last_checkpoint"
+FINAL_NAMES = ("model_final", "model_last_good")
+_PERIODIC = re.compile(r"^model_(\d+)(\.pth)?$")
+
+
+def safe_output_path(folder: str, name: str) -> str:
+    """`folder/name`, refused when it is a symbolic link: outputs are never written through one (it could point
+    outside the output folder)."""
+    path = os.path.join(folder, name)
+    if os.path.islink(path):
+        raise CheckpointError(f"refusing to follow the symbolic link {path} -> {os.readlink(path)} in the output "
+                              "folder; remove it")
+    return path
+
+
+def no_follow(path: str, flags: int) -> int:
+    """An `opener` for `open()` that refuses a symbolic link at `path` (closing the gap between a check and the
+    open)."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
+def atomic_write(path: str, write: Any) -> None:
+    """Call `write(file)` on a temporary file, make it durable, and rename it to `path`.
+
+    The temporary file is created exclusively (never through an existing file or link), and the rename replaces
+    `path` itself: a symbolic link there is replaced, not followed.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    if os.path.lexists(tmp):  # left by a crashed process with the same pid
+        os.remove(tmp)
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)  # make the rename itself durable
+    finally:
+        os.close(descriptor)
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Every RNG state a training step can draw from, in types `torch.load(weights_only=True)` accepts."""
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+    }
+
+
+def gather_rng_states() -> List[Dict[str, Any]]:
+    """Every process's `capture_rng_state()`, in rank order (sent as bytes: torch's object collectives do not
+    carry these tensors)."""
+    if get_world_size() == 1:
+        return [capture_rng_state()]
+    buffer = io.BytesIO()
+    torch.save(capture_rng_state(), buffer)
+    return [torch.load(io.BytesIO(data), weights_only=True) for data in all_gather_objects(buffer.getvalue())]
+
+
+def check_rng_state(state: Any) -> None:
+    """A `ValueError` unless `state` has the form `capture_rng_state` gives."""
+    require_fields(state, {"torch": torch.Tensor, "cuda": list, "python": (tuple, list), "numpy": list}, "RNG")
+    if state["torch"].dtype != torch.uint8 or state["torch"].shape != torch.get_rng_state().shape:
+        raise ValueError("its torch state is not a generator state of this torch")
+    numpy_state = state["numpy"]
+    if len(numpy_state) != 5 or not isinstance(numpy_state[1], torch.Tensor):
+        raise ValueError("its NumPy state is not (name, keys, position, gaussian flag, cached gaussian)")
+    try:
+        random.Random().setstate(tuple(state["python"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"its Python state does not restore: {e}") from None
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Put back the RNG states of `capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+
+
+def rng_state_of_this_process(saved: Any, path: str) -> Optional[Dict[str, Any]]:
+    """This process's RNG states from a checkpoint's `rng`: one entry per process (a single state in older
+    checkpoints). None for a process the checkpoint has no entry for (a run resumed with more processes): it keeps
+    the seed it started with."""
+    states = saved if isinstance(saved, list) else [saved]
+    if get_rank() < len(states):
+        return states[get_rank()]
+    logger.warning("%s holds the RNG states of %d processes; process %d keeps its own seed", path, len(states),
+                   get_rank())
+    return None
+
+
+def _group_layout(groups: Any) -> list:
+    return [(g.get("name"), tuple(g.get("param_names", ())), len(g["params"])) for g in groups]
+
+
+def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, Any]) -> None:
+    """Refuse optimizer state saved for other param groups (a changed model or changed grouping rules), before
+    anything is loaded: groups are compared by name and by the names of their parameters, in order, so state is
+    never attached to another tensor. The error lists both sets of groups and the parameters that differ."""
+    now, then = _group_layout(optimizer.param_groups), _group_layout(saved["param_groups"])
+    if now != then:
+        def describe(layout: list) -> str:
+            return ", ".join(f"{name} ({count} tensors)" for name, _, count in layout)
+        saved_names, own_names = ({p for _, names, _ in layout for p in names} for layout in (then, now))
+        only_saved, only_own = sorted(saved_names - own_names)[:5], sorted(own_names - saved_names)[:5]
+        differ = f"; parameters only in the checkpoint {only_saved}, only in this run {only_own}" \
+            if only_saved or only_own else ""
+        raise CheckpointError(f"it holds optimizer state for param groups [{describe(then)}] but the optimizer "
+                              f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed{differ}")
+
+
+def state_of(obj: Any) -> Dict[str, Any]:
+    """`obj.state_dict()`; an optimizer's also names its class, so that a checkpoint of another optimizer is
+    refused by name rather than failing on a missing state key."""
+    state = obj.state_dict()
+    if isinstance(obj, torch.optim.Optimizer):
+        state = dict(state, optimizer_class=type(obj).__name__)
+    return state
+
+
+def check_optimizer_class(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """Refuse the state of another optimizer class, by name."""
+    saved_class = state.get("optimizer_class", type(optimizer).__name__)
+    if saved_class != type(optimizer).__name__:
+        raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
+                              f"{type(optimizer).__name__}: SOLVER.OPTIMIZER.TYPE changed")
+
+
+@contextlib.contextmanager
+def configured_hyperparameters(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Within the block the optimizer's state is loaded; afterwards its groups hold again the hyperparameters the
+    current config gave them (lr, weight decay, momentum, betas, ...), where torch's loading brings back the saved
+    ones."""
+    keys = getattr(optimizer, "configured_keys", None)  # set by the solver's builder; else every hyperparameter
+    configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
+                  for group in optimizer.param_groups]
+    yield
+    for group, hyperparameters in zip(optimizer.param_groups, configured):
+        group.update(hyperparameters)
+
+
+# What each torch object's state must hold before torch reads it (torch answers a missing field with a KeyError).
+_OPTIMIZER_FIELDS = {"state": dict, "param_groups": list}
+_SCALER_FIELDS = {"scale": (float, int), "growth_factor": (float, int), "backoff_factor": (float, int),
+                  "growth_interval": int, "_growth_tracker": int}
+
+
+def load_state(obj: Any, state: Dict[str, Any]) -> None:
+    """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
+    step counts) is taken: its groups keep their configured hyperparameters (`configured_hyperparameters`). A
+    state that does not fit the object is a `ValueError` or a `CheckpointError`; anything else is a bug and is
+    raised as it is."""
+    if isinstance(obj, torch.nn.Module):
+        try:
+            obj.load_state_dict(state)
+        except RuntimeError as e:  # torch's answer to missing, unexpected or reshaped tensors
+            raise ValueError(" ".join(str(e).split())[:300]) from None
+        return
+    if isinstance(obj, torch.amp.GradScaler) and obj.is_enabled():
+        require_fields(state, _SCALER_FIELDS, "grad scaler")
+    if not isinstance(obj, torch.optim.Optimizer):
+        obj.load_state_dict(state)
+        return
+    require_fields(state, _OPTIMIZER_FIELDS, "optimizer")
+    check_optimizer_class(obj, state)
+    state = {key: value for key, value in state.items() if key != "optimizer_class"}
+    check_optimizer_groups(obj, state)
+    with configured_hyperparameters(obj):
+        obj.load_state_dict(state)
+
+
+def non_finite_weights(model: torch.nn.Module, sharded: bool = False) -> List[str]:
+    """The names of the model's floating-point parameters and buffers that hold an inf or NaN (of this process's
+    shards, with `sharded`: every process then learns whether any process found one, and gets a name or a
+    placeholder)."""
+    named = [(name, tensor.detach()) for name, tensor in itertools.chain(model.named_parameters(),
+                                                                          model.named_buffers())
+             if tensor.is_floating_point()]
+    local, _ = local_shards([tensor for _, tensor in named])
+    filled = [(name, tensor) for (name, _), tensor in zip(named, local) if tensor.numel()]
+    bad: List[str] = []
+    if filled:
+        largest = torch.stack(torch._foreach_norm([tensor for _, tensor in filled], math.inf))
+        bad = [filled[i][0] for i in torch.nonzero(~torch.isfinite(largest)).flatten().tolist()]
+    if sharded and get_world_size() > 1:
+        if all_reduce_sum(torch.tensor([float(len(bad))])).item() and not bad:
+            bad = ["(a shard of another process)"]
+    return bad
+
+
+class StateDictGroup:
+    """Several named objects (the optimizers or schedulers of a run) saved and loaded as one state dict."""
+
+    def __init__(self, members: Dict[str, Any]) -> None:
+        self.members = members
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {name: state_of(member) for name, member in self.members.items()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if sorted(state) != sorted(self.members):
+            raise CheckpointError(f"it holds state for {sorted(state)}, but this run has {sorted(self.members)}")
+        for name, member in self.members.items():
+            load_state(member, state[name])
+
+
+class Checkpointer:
+    """Saves and loads the state of named objects in `save_dir`.
+
+    Args:
+        save_dir: the run's output folder.
+        keep: periodic checkpoints (`model_<iter>.pth`) kept on disk; older ones are deleted.
+        enabled: whether this process writes (only rank 0 does).
+        objects: name -> object with `state_dict()` / `load_state_dict()`.
+    """
+
+    def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, metadata: Optional[Dict[str, Any]] = None,
+                 save_context: Callable[[], ContextManager] = contextlib.nullcontext, sharded: bool = False,
+                 **objects: Any) -> None:
+        self.save_dir = save_dir
+        self.keep = keep
+        self.enabled = enabled
+        # Checkpoint folders written by every process (an FSDP run: `objects` has `model` and `optimizers`).
+        self.sharded = sharded
+        self.suffix = "" if sharded else ".pth"
+        self.metadata = dict(metadata or {})
+        self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
+        self.objects = objects
+        self.loaded_path: Optional[str] = None  # the checkpoint the run resumed from
+
+    def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None
+             ) -> Optional[str]:
+        """Write `<name>.pth` holding every object, the iteration, the metadata (and `extra`) and the RNG states of
+        every process, then (with `mark`) name it in `last_checkpoint`; return its path. Every process calls it
+        (the RNG states are gathered); only an enabled one writes."""
+        rng = gather_rng_states()
+        metadata = dict(self.metadata, **(extra or {}), iteration=iteration, rng=rng)
+        # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
+        # hold the model's own tensors, so they are written before it is left.
+        with self.save_context():
+            self._check_finite(name, iteration)
+            if self.sharded:
+                path = self._write_folder(name, dict(self._sharded_states(), **metadata), iteration, mark)
+            elif self.enabled:
+                path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()}, **metadata),
+                                   mark)
+            if not self.enabled:
+                return None
+        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+        self._prune()
+        return path
+
+    def _check_finite(self, name: str, iteration: int) -> None:
+        """A `NonFiniteWeightsError` before anything is written when the model's weights hold inf or NaN: a run never
+        ends with a non-finite model and exit code 0, and the previous checkpoint stays the newest. Every process
+        checks (under DDP their weights are the same, under FSDP they agree), so all of them stop together."""
+        model = self.objects.get("model")
+        bad = non_finite_weights(model, self.sharded) if isinstance(model, torch.nn.Module) else []
+        if bad:
+            kept = self.latest()
+            raise NonFiniteWeightsError(
+                f"the model's weights hold inf or NaN at iteration {iteration} ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}), so {name} was not saved; "
+                + (f"the newest good checkpoint is {kept}" if kept else "no checkpoint was written")
+                + ": check the optimizer's settings (SOLVER.OPTIMIZER, KWARGS) and the lr")
+
+    def _sharded_states(self) -> Dict[str, Any]:
+        """Every object's state, the model's and optimizers' keyed by parameter name and holding this process's
+        shards (`torch.distributed.checkpoint.state_dict`)."""
+        model, optimizers = self.objects["model"], self.objects["optimizers"].members
+        states = {key: state_of(obj) for key, obj in self.objects.items() if key not in ("model", "optimizers")}
+        states["model"] = get_model_state_dict(model)
+        states["optimizers"] = {name: dict(get_optimizer_state_dict(model, optimizer),
+                                           optimizer_class=type(optimizer).__name__)
+                                for name, optimizer in optimizers.items()}
+        return states
+
+    def _write_folder(self, name: str, data: Dict[str, Any], iteration: int, mark: bool) -> str:
+        path = os.path.join(self.save_dir, name)
+        try:
+            write_folder(path, data, os.path.join(self.save_dir, f".{name}.tmp-{iteration}"))
+            if self.enabled and mark:
+                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}\n".encode()))
+        except OSError as e:
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is "
+                                  "intact") from None
+        return path
+
+    def _write(self, name: str, data: Dict[str, Any], mark: bool = True) -> str:
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        try:
+            atomic_write(path, lambda f: torch.save(data, f))
+            if mark:
+                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+        except OSError as e:
+            kept = self.latest()
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
+                                  + (f"the previous checkpoint {kept} is intact" if kept else "no checkpoint is kept")
+                                  ) from None
+        return path
+
+    def _prune(self) -> None:
+        for old in self.periodic()[self.keep:]:
+            shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
+
+    def periodic(self) -> List[str]:
+        """The periodic checkpoints (`model_<iteration>.pth`, or folders `model_<iteration>`), newest first: by
+        iteration, not by name."""
+        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.save_dir, "model_*"))
+                 for m in [_PERIODIC.search(os.path.basename(path))] if m]
+        return [path for _, path in sorted(found, reverse=True)]
+
+    def marked(self) -> Optional[str]:
+        """The path `last_checkpoint` names (whether or not that file still exists), or None without a marker."""
+        marker = safe_output_path(self.save_dir, LAST_CHECKPOINT)
+        if not os.path.lexists(marker):
+            return None
+        if not os.path.isfile(marker):  # a FIFO or a folder would hang or fail the read
+            raise CheckpointError(f"{marker} is not a regular file; remove it")
+        with open(marker, encoding="utf-8") as f:
+            name = f.read().strip()
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            raise CheckpointError(f"{marker} names {name!r}, which is not a file in {self.save_dir}")
+        return safe_output_path(self.save_dir, name)
+
+    def latest(self) -> Optional[str]:
+        """The checkpoint `last_checkpoint` names, when it exists; else None."""
+        path = self.marked()
+        return path if path is not None and os.path.exists(path) else None
+
+    def candidates(self) -> List[str]:
+        """Every checkpoint of `save_dir` a resume may start from, newest first: the one `last_checkpoint`
+        names, then the final and last-good ones, then the periodic ones by iteration."""
+        named = [self.marked(), *(os.path.join(self.save_dir, f"{name}{self.suffix}") for name in FINAL_NAMES),
+                 *self.periodic()]
+        ordered = list(dict.fromkeys(path for path in named if path is not None))
+        return [path for path in ordered if os.path.exists(path) or path == named[0]]
+
+    def load_newest(self) -> Optional[Dict[str, Any]]:
+        """Load the newest checkpoint that reads completely (`candidates`), falling back with a warning past one
+        that is missing or broken; None when the folder holds none. A folder whose checkpoints all fail is a
+        `CheckpointError`: a resume never starts over silently."""
+        candidates = self.candidates()
+        for path in candidates:
+            try:
+                data = read_checkpoint(path)
+            except CheckpointError as e:
+                logger.warning("Cannot resume from %s (%s); trying an older checkpoint", path, e)
+                continue
+            return self.restore(data, path)
+        if candidates:
+            raise CheckpointError(f"no checkpoint in {self.save_dir} can be loaded (tried {', '.join(candidates)}); "
+                                  "remove the folder's last_checkpoint to start over")
+        return None
+
+    def load(self, path: str, restore_rng: bool = True) -> Dict[str, Any]:
+        """Load `path` into every registered object and return the whole checkpoint."""
+        return self.restore(read_checkpoint(path), path, restore_rng)
+
+    def restore(self, data: Dict[str, Any], path: str, restore_rng: bool = True) -> Dict[str, Any]:
+        """Load a checkpoint's contents (read from `path`) into every registered object."""
+        check_contents(data, path, self.objects)
+        if is_sharded_checkpoint(path) != self.sharded:
+            kind = "a file of a DDP run" if self.sharded else "a folder of an FSDP run"
+            raise CheckpointError(f"checkpoint {path} is {kind}, and this run's DISTRIBUTED.STRATEGY is "
+                                  f"{'FSDP' if self.sharded else 'DDP'}: resume with the strategy that wrote it")
+        if self.sharded:
+            data = self._load_sharded(data, path)
+        for key, obj in self.objects.items():
+            if self.sharded and key in ("model", "optimizers"):
+                continue
+            self.load_into(key, obj, data, path)
+        state = rng_state_of_this_process(data["rng"], path) if restore_rng else None
+        if state is not None:
+            try:
+                check_rng_state(state)
+            except ValueError as e:
+                raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: {e}") from None
+            restore_rng_state(state)
+        logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
+        self.loaded_path = path
+        return data
+
+    @staticmethod
+    def load_into(key: str, obj: Any, data: Dict[str, Any], path: str) -> None:
+        """Load `data[key]` (of the checkpoint at `path`) into `obj`; a state that does not fit is a
+        `CheckpointError` naming the checkpoint and the key."""
+        if key not in data:
+            raise CheckpointError(f"checkpoint {path} has no state for {key!r}")
+        try:
+            load_state(obj, data[key])
+        except (CheckpointError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({key}): "
+                                  f"{' '.join(str(e).split())}") from None
+
+    def _load_sharded(self, data: Dict[str, Any], path: str) -> Dict[str, Any]:
+        """Load the model and optimizers from checkpoint folder `path` (at any number of processes), matching
+        optimizer state by parameter name; return the checkpoint with its tensors."""
+        model, optimizers = self.objects["model"], self.objects["optimizers"].members
+        try:
+            for name, optimizer in optimizers.items():
+                saved = data["optimizers"][name]
+                check_optimizer_class(optimizer, saved)
+                check_optimizer_groups(optimizer, saved)
+        except (CheckpointError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit this run (optimizers): {e}") from None
+        tensors, _ = split_tensors(self._sharded_states())
+        data = merge(read_tensors(path, tensors), data)
+        set_model_state_dict(model, data["model"])
+        for name, optimizer in optimizers.items():
+            with configured_hyperparameters(optimizer):
+                set_optimizer_state_dict(model, optimizer, {key: data["optimizers"][name][key]
+                                                            for key in ("state", "param_groups")})
+        return data
+
+
+def check_contents(data: Any, path: str, objects: Dict[str, Any]) -> None:
+    """A `CheckpointError` naming what a checkpoint lacks: a dict with every object's state, an integer
+    iteration and the RNG states."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a checkpoint of this project")
+    missing = [key for key in [*objects, "iteration", "rng"] if key not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} has no state for {missing}")
+    iteration = data["iteration"]
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise CheckpointError(f"checkpoint {path} holds the iteration {iteration!r}, not an integer >= 0")
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """`torch.load(path, weights_only=True)`: tensors and plain containers only, never code. Of a checkpoint
+    folder, the part that is not sharded tensors, once its metadata and data files are checked (a folder a crash cut
+    short fails here, where a resume passes over it)."""
+    if is_sharded_checkpoint(path):
+        data = read_extra(path)
+        read_metadata(path)
+        return data
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for unsafe or broken files
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+
+
+def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False) -> Dict[str, torch.Tensor]:
+    """The model state (with `ema`: the weight average) of a checkpoint file or folder of this project, or a plain
+    state dict as it is; with `project_only`, anything but a checkpoint of this project is a `CheckpointError`, and
+    so is, always, a file whose weights are not tensors by name."""
+    if is_sharded_checkpoint(path):
+        state = read_section(path, "ema.average" if ema else "model")
+    else:
+        data = read_checkpoint(path)
+        ours = isinstance(data, dict) and "model" in data
+        if project_only and not ours:
+            raise CheckpointError(f"{path} is not a checkpoint of this project (it has no model state)")
+        if ema:
+            state = data["ema"]["average"] if ours and isinstance(data.get("ema"), dict) else {}
+        else:
+            state = data["model"] if ours else data
+    if ema and not state:
+        raise CheckpointError(f"{path} holds no weight average (the run had SOLVER.EMA.ENABLED False)")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in state.items()):
+        raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__}, not tensors by name)")
+    return state
+
+
+def read_checkpoint_metadata(path: str) -> Dict[str, Any]:
+    """A checkpoint's contents for its metadata (classes, best score, config) without reading its tensors: a
+    `.pth` file memory-mapped (tensors are read only when touched), a folder's `extra.pth`."""
+    if is_sharded_checkpoint(path):
+        return read_extra(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # as read_checkpoint: unsafe or broken files
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def checkpoint_classes(path: str) -> Optional[List[str]]:
+    """The class (or detection category) names a checkpoint of this project was trained on; None when it names
+    none (a plain state dict, an older checkpoint) or cannot be read (its weights were read already: no reason to
+    stop)."""
+    try:
+        classes = read_checkpoint_metadata(path).get("classes")
+    except CheckpointError:
+        return None
+    return [str(name) for name in classes] if isinstance(classes, (list, tuple)) else None

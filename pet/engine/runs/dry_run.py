@@ -1,0 +1,43 @@
+"""`tools/train_net.py --dry-run`: what a run of a config would do, without doing it and without writing anything.
+
+The config is validated and the data, model and solver are built exactly as a run builds them; then the merged
+config, the data set sizes, every optimizer's parameter groups and a summary of every schedule are printed.
+"""
+from typing import Any, List
+
+from pet.engine.distributed.process_group import init_distributed
+from pet.engine.runs.runner import build_data, prepare_config
+from pet.models import build_model
+from pet.solver.param_groups.report import format_param_groups
+from pet.solver.units import SolverUnit, build_run_solver, images_per_update
+
+
+def schedule_summary(unit: SolverUnit, max_iter: int) -> str:
+    """Length, warmup, milestones, and the lr of the largest group at the first, peak and last update."""
+    scheduler, schedule = unit.scheduler, unit.scheduler.schedule
+    lrs = [scheduler.reference_lr * schedule(k) for k in range(max_iter)]
+    peak = max(range(max_iter), key=lrs.__getitem__)
+    milestones = schedule.arguments.get("steps")
+    parts = [f"{schedule.policy}, {schedule.total_iters} updates", f"warmup {schedule.warmup_iters}"
+             + (f" ({schedule.warmup_method}, from x{schedule.warmup_factor:g})" if schedule.warmup_iters else ""),
+             *([f"milestones {', '.join(str(m) for m in milestones)}"] if milestones else []),
+             f"lr {lrs[0]:.6g} at update 0, peak {lrs[peak]:.6g} at {peak}, {lrs[-1]:.6g} at {max_iter - 1}"]
+    return "; ".join(parts)
+
+
+def describe_run(cfg: Any) -> str:
+    """The merged config, the data, the parameter groups and the schedules of a run of `cfg`, as text."""
+    prepare_config(cfg)
+    _, world_size, _ = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
+    data = build_data(cfg, world_size)
+    units, max_iter = build_run_solver(build_model(cfg), cfg, data.updates_per_epoch, world_size)
+    lines: List[str] = ["# The merged config", cfg.dump().rstrip(), "",
+                        f"# Data: {cfg.DATA.DATASET}, {len(data.train_set)} training and {len(data.val_set)} "
+                        f"validation samples; {data.updates_per_epoch} updates per epoch of "
+                        f"{images_per_update(cfg, world_size)} images ({world_size} process(es))", ""]
+    for unit in units:
+        name = f"SOLVER.OPTIMIZERS.{unit.name}" if unit.name else "SOLVER"
+        lines += [f"# {name}: {type(unit.optimizer).__name__}", format_param_groups(unit.optimizer),
+                  f"schedule: {schedule_summary(unit, max_iter)}", ""]
+    lines.append(f"# The run: {max_iter} updates; nothing was written (--dry-run)")
+    return "\n".join(lines)

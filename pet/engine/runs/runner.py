@@ -1,0 +1,407 @@
+"""From a config to a finished run: build data, model, solver, hooks and trainer; train or evaluate.
+
+This is what `tools/train_net.py` and `tools/test_net.py` call. `build_run` is a sequence of named steps; the
+config is validated once, frozen, and everything that can be wrong in it is checked before the output folder is
+touched.
+"""
+import logging
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+
+from pet.config import ConfigError, ignored_keys, validate_cfg
+from pet.errors import CheckpointError, DistributedError
+from pet.data import build_dataset, build_train_loader, build_val_loader
+from pet.data.sampler import ResumableBatchSampler
+from pet.engine.runs.allocator import keep_freed_memory
+from pet.engine.persistence.checkpointer import (Checkpointer, StateDictGroup, checkpoint_classes, checkpoint_weights,
+                                   safe_output_path)
+from pet.engine.distributed.process_group import (get_rank, get_world_size, init_distributed, is_collective_failure,
+                                    is_main_process)
+from pet.engine.distributed.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
+from pet.engine.loop.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
+                              PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook, computes_norm)
+from pet.engine.runs.logs import attach_log_file, setup_logging
+from pet.engine.persistence.output_dir import FolderLock, claim_output_dir, write_config
+from pet.engine.distributed.preemption import StopSignals
+from pet.engine.persistence.pretrained import load_pretrained
+from pet.engine.persistence.resume_report import report_resume
+from pet.engine.evaluation.schedule_free_weights import averaged_weights
+from pet.engine.evaluation.tasks import Task, check_num_classes, class_names, task_of
+from pet.engine.loop.trainer import Trainer
+from pet.engine.loop.writers import ConsoleWriter, JSONWriter, TensorboardWriter
+from pet.models import build_model
+from pet.models.norms import check_batch_statistics, check_norm_device
+from pet.solver.optimizers.ema import WeightEMA
+from pet.solver.units import SolverUnit, build_run_solver, images_per_update
+from pet.solver.optimizers.schedule_free import training_mode
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype_for(name: str, device: torch.device) -> torch.dtype:
+    """SOLVER.AMP.DTYPE on `device`: AUTO is bfloat16 on CPU (no GradScaler needed, and fast there) and float16
+    elsewhere; float16 on CPU is taken with a warning."""
+    if name == "AUTO":
+        return torch.bfloat16 if device.type == "cpu" else torch.float16
+    if name == "float16" and device.type == "cpu":
+        logger.warning("SOLVER.AMP.DTYPE float16 on CPU: torch's CPU float16 kernels are many times slower than "
+                       "float32 (bfloat16 is faster than both); use AUTO or bfloat16 unless you mean to")
+    return AMP_DTYPES[name]
+
+
+def prepare_config(cfg: Any) -> None:
+    """Validate the config once and freeze it: nothing changes it during the run."""
+    validate_cfg(cfg)
+    cfg.freeze()
+
+
+def report_ignored_keys(cfg: Any) -> None:
+    """One warning per key that the rest of the config makes meaningless."""
+    for key, value, why in ignored_keys(cfg):
+        logger.warning("%s = %r is ignored: %s", key, value, why)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python and NumPy, so that a run is reproducible on CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int:
+    """Optimizer updates in one pass over the training set; a batch larger than the data is a `ConfigError`."""
+    try:
+        return ResumableBatchSampler(dataset_size, cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS,
+                                     world_size=world_size).updates_per_epoch
+    except ValueError as e:
+        raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
+
+
+def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int,
+                       sharded: bool) -> None:
+    """Refuse the combinations of several optimizers, mixed precision and sharding that the trainer cannot run
+    correctly."""
+    if sharded and amp_dtype == torch.float16:
+        raise ConfigError("SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY FSDP (its GradScaler "
+                          "would check each process's shards alone); use bfloat16, or DISTRIBUTED.FSDP.PARAM_DTYPE")
+    if sharded and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES cannot be combined with DISTRIBUTED.STRATEGY FSDP: its "
+                          "gradients reach the sharded parameters through one backward pass over all of them")
+    if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.STEP_INTERVAL > 1 cannot be combined with SOLVER.AMP.DTYPE float16 "
+                          "(one GradScaler cannot unscale gradients summed under different scales); use bfloat16")
+    if world_size > 1 and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES needs a single process: DDP reduces the gradients of one "
+                          "backward pass over all parameters")
+
+
+@dataclass
+class RunData:
+    """The data of a run: its task, both splits, and the optimizer updates in one pass over the training set."""
+
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+    updates_per_epoch: int
+
+
+@dataclass
+class RunSolver:
+    """The optimizers of a run, its length, its mixed precision, and its weight average."""
+
+    units: List[SolverUnit]
+    max_iter: int
+    amp_dtype: Optional[torch.dtype]
+    grad_scaler: torch.amp.GradScaler
+    ema: Optional[EMAHook] = None
+
+
+@dataclass
+class RunSetup:
+    """What a training run and the lr finder share: the processes, the data, the model and its solver."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    data: RunData
+    model: torch.nn.Module  # unwrapped (sharded in place under FSDP)
+    solver: RunSolver
+
+    def step_model(self) -> torch.nn.Module:
+        """The model the update step runs: DDP-wrapped with several processes, unless FSDP shards it."""
+        if self.world_size == 1 or is_sharded(self.model):
+            return self.model
+        device = self.device
+        return DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def step_options(self, cfg: Any) -> Dict[str, Any]:
+        """The update step's accumulation and mixed precision (the GradScaler of float16 only)."""
+        scaler = self.solver.grad_scaler
+        return {"accumulation": cfg.SOLVER.ACCUMULATION.STEPS, "amp_dtype": self.solver.amp_dtype,
+                "grad_scaler": scaler if scaler.is_enabled() else None}
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of, built from a config by `build_run`."""
+
+    model: torch.nn.Module  # the unwrapped model (DDP wraps it inside `trainer`)
+    units: List[SolverUnit]  # the optimizers with their schedulers
+    trainer: Trainer
+    eval_hook: EvalHook
+    start_iter: int
+    max_iter: int
+    output_dir: str
+    lock: Optional[FolderLock] = None  # rank 0's claim on the output folder
+
+    def train(self) -> Dict[str, float]:
+        """Run the remaining iterations; return the final evaluation results."""
+        signals = self.trainer.stop_signals = StopSignals()
+        signals.install()
+        training_mode([unit.optimizer for unit in self.units])  # schedule-free optimizers: the training weights
+        try:
+            if self.start_iter < self.max_iter:
+                self.trainer.train(self.start_iter, self.max_iter)
+            else:
+                logger.info("The checkpoint is at iteration %d of %d: nothing left to train", self.start_iter,
+                            self.max_iter)
+        finally:
+            signals.uninstall()
+            if self.lock is not None:
+                self.lock.release()
+        if is_main_process():
+            logger.info("Outputs in %s: checkpoints (model_final%s), metrics.json, TensorBoard events, log.txt",
+                        os.path.abspath(self.output_dir), "/" if is_sharded(self.model) else ".pth")
+        return self.eval_hook.results
+
+
+def build_data(cfg: Any, world_size: int) -> RunData:
+    """The task MODEL.NAME selects, both splits of its data set (checked against MODEL.NUM_CLASSES)."""
+    task = task_of(cfg)
+    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    check_num_classes(cfg, train_set, val_set)
+    return RunData(task, train_set, val_set, count_updates_per_epoch(cfg, len(train_set), world_size))
+
+
+def build_solver(cfg: Any, model: torch.nn.Module, data: RunData, world_size: int,
+                 device: torch.device) -> RunSolver:
+    """The optimizers and schedulers, the run length, and the GradScaler of float16 mixed precision."""
+    units, max_iter = build_run_solver(model, cfg, data.updates_per_epoch, world_size)
+    amp = cfg.SOLVER.AMP
+    amp_dtype = amp_dtype_for(amp.DTYPE, device) if amp.ENABLED else None
+    check_unit_support(units, amp_dtype, world_size, is_sharded(model))
+    ema = cfg.SOLVER.EMA
+    ema_hook = EMAHook(WeightEMA(model, ema.DECAY, ema.WARMUP_ITERS), ema.UPDATE_PERIOD) if ema.ENABLED else None
+    return RunSolver(units, max_iter, amp_dtype, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+                     ema_hook)
+
+
+def weights_for_use(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, rank: int, world_size: int,
+                    device: torch.device) -> Callable[[], ContextManager]:
+    """The context in which the model holds the weights to evaluate and save: a schedule-free optimizer's average
+    (BatchNorm statistics recomputed for it on classification data), else the trained weights themselves."""
+    optimizers = [unit.optimizer for unit in solver.units]
+    # The training stream from its first update, with its own generator: the same batches every time.
+    loader = (lambda: build_train_loader(cfg, data.train_set, rank, world_size)) \
+        if data.task.name == "classification" else None
+    return lambda: averaged_weights(optimizers, model, loader, device)
+
+
+def build_checkpointer(cfg: Any, model: torch.nn.Module, data: RunData, solver: RunSolver, world_size: int,
+                       save_context: Callable[[], ContextManager]) -> Checkpointer:
+    """The checkpointer of the run's state (the trainer's counters join once the trainer exists)."""
+    units = solver.units
+    extra = {"ema": solver.ema} if solver.ema is not None else {}
+    return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
+                        metadata={"config": cfg.dump(), "world_size": world_size,
+                                  "classes": class_names(data.train_set)},
+                        save_context=save_context, sharded=is_sharded(model), model=model,
+                        optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
+                        schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
+                        **extra)
+
+
+def claim_output(cfg: Any, resume: bool) -> Optional[FolderLock]:
+    """The run's first write: OUTPUT_DIR created and locked (rank 0); a new run moves an earlier one aside."""
+    return claim_output_dir(cfg.OUTPUT_DIR, resume) if is_main_process() else None
+
+
+def write_run_files(cfg: Any) -> None:
+    """OUTPUT_DIR/config.yaml, and log.txt with the lines logged so far (rank 0)."""
+    if is_main_process():
+        write_config(cfg)
+        attach_log_file(cfg.OUTPUT_DIR)
+
+
+def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, Any]:
+    """The newest loadable checkpoint in OUTPUT_DIR, loaded (RNG states included), or {} when there is none."""
+    checkpoint = checkpointer.load_newest()
+    if checkpoint is None:
+        logger.info("No checkpoint in %s: starting from scratch", cfg.OUTPUT_DIR)
+        return {}
+    report_resume(checkpoint, cfg, world_size)
+    return checkpoint
+
+
+def saved_data_position(checkpoint: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    """Where a checkpoint's run would have taken its next batch (epoch, samples of its order taken); None for a
+    fresh run."""
+    trainer = checkpoint.get("trainer")
+    position = trainer.get("data_position") if isinstance(trainer, dict) else None
+    if position is None:
+        return None
+    if not (isinstance(position, (list, tuple)) and len(position) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in position)):
+        raise CheckpointError(f"the checkpoint's data position {position!r} is not (epoch, samples taken)")
+    return position[0], position[1]
+
+
+def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[[], ContextManager],
+                  start_position: Optional[Tuple[int, int]] = None) -> Tuple[Trainer, EvalHook]:
+    """The trainer (the data from `start_iter` on, at `start_position` when a checkpoint gives it) and its hooks,
+    in the order they must run."""
+    model, data, solver, device = setup.model, setup.data, setup.solver, setup.device
+    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, start_position)
+    val_loader = build_val_loader(cfg, data.val_set, setup.rank, setup.world_size)
+    trainer = Trainer(setup.step_model(), data.task.loss_fn, loader, solver.units, device,
+                      max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS, **setup.step_options(cfg))
+    def evaluate() -> Dict[str, float]:
+        with weights():  # a schedule-free optimizer's average
+            results = data.task.evaluate(model, val_loader, data.val_set, device)
+            if solver.ema is not None:  # the average too, under val_ema/
+                with solver.ema.ema.swapped_in():
+                    averaged = data.task.evaluate(model, val_loader, data.val_set, device)
+                results.update({name.replace("val/", "val_ema/", 1): value for name, value in averaged.items()})
+        return results
+
+    eval_hook = EvalHook(cfg.TRAIN.EVAL_PERIOD, evaluate)
+    share = rank_0_buffers(model) if is_sharded(model) else None
+    writers = [ConsoleWriter(solver.max_iter),
+               JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
+               TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
+    trainer.register_hooks([
+        IterationTimer(),
+        LRSchedulerHook(solver.units),
+        SharedBuffersHook(share) if share is not None else None,
+        GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(computes_norm(u.optimizer) for u in solver.units)
+        else None,
+        solver.ema,  # after the update, before it is evaluated or saved
+        eval_hook,
+        PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD, eval_hook),  # before the checkpoint: metrics are on disk
+    ])
+    return trainer, eval_hook
+
+
+def build_setup(cfg: Any) -> RunSetup:
+    """Validate the config, join the processes, and build the data, the model (MODEL.WEIGHTS loaded, sharded under
+    FSDP) and its solver; nothing is written."""
+    prepare_config(cfg)
+    fsdp = cfg.DISTRIBUTED.STRATEGY.upper() == "FSDP"
+    rank, world_size, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S, always=fsdp)
+    setup_logging()
+    report_ignored_keys(cfg)
+    if device.type == "cpu" and cfg.TRAIN.KEEP_FREED_MEMORY and not keep_freed_memory():
+        logger.info("TRAIN.KEEP_FREED_MEMORY: this C library has no mallopt; memory is managed as usual")
+    seed_everything(cfg.SEED)
+    data = build_data(cfg, world_size)
+    model = build_model(cfg).to(device)  # the same initial weights in every process
+    if cfg.MODEL.WEIGHTS:
+        load_pretrained(model, cfg.MODEL.WEIGHTS)
+    check_batch_statistics(model, cfg.TRAIN.BATCH_SIZE)
+    check_norm_device(cfg.MODEL.NORM, device.type)
+    if fsdp:
+        fsdp_cfg = cfg.DISTRIBUTED.FSDP
+        shard_model(model, device_mesh(device, world_size), fsdp_cfg.RESHARD_AFTER_FORWARD, fsdp_cfg.PARAM_DTYPE)
+    seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
+    return RunSetup(rank, world_size, device, data, model, build_solver(cfg, model, data, world_size, device))
+
+
+def build_run(cfg: Any, resume: bool = False) -> Run:
+    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+    setup = build_setup(cfg)
+    rank, world_size, device, data, model, solver = (setup.rank, setup.world_size, setup.device, setup.data,
+                                                      setup.model, setup.solver)
+    weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
+    checkpointer = build_checkpointer(cfg, model, data, solver, world_size, weights)
+    # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
+    lock = claim_output(cfg, resume)
+    checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
+    write_run_files(cfg)  # after the resume's checks: a refused resume leaves config.yaml as it was
+    logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
+                world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
+    start_iter = checkpoint.get("iteration", 0)
+    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, saved_data_position(checkpoint))
+    if checkpoint:
+        checkpointer.load_into("trainer", trainer, checkpoint, checkpointer.loaded_path)
+    checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
+    trainer.register_hooks([
+        BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook, cfg.TRAIN.BEST_MODE)
+        if cfg.TRAIN.BEST_METRIC else None,
+        PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
+    ])
+    return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)
+
+
+def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
+    """Train as the config says; with `resume`, continue from the latest checkpoint in OUTPUT_DIR.
+
+    Returns the final evaluation results. A collective operation that fails (another process stalled past
+    DISTRIBUTED.TIMEOUT_S, or died) is a `DistributedError` naming this process.
+    """
+    run = build_run(cfg, resume)
+    try:
+        return run.train()
+    except RuntimeError as e:
+        if get_world_size() > 1 and is_collective_failure(e):
+            raise DistributedError(f"process {get_rank()} of {get_world_size()}: a collective operation failed "
+                                   f"(DISTRIBUTED.TIMEOUT_S = {cfg.DISTRIBUTED.TIMEOUT_S}): another process stalled "
+                                   f"or died ({' '.join(str(e).split())[:200]})") from None
+        raise
+
+
+def load_trained_model(cfg: Any, weights: str, ema: bool = False) -> Tuple[Task, torch.nn.Module, Dataset,
+                                                                           torch.device]:
+    """The task and the model of a checkpoint (or of a bare state dict), with the validation set, on this
+    process's device."""
+    prepare_config(cfg)
+    _, _, device = init_distributed(cfg.DISTRIBUTED.TIMEOUT_S)
+    setup_logging()
+    task = task_of(cfg)
+    val_set = build_dataset(cfg, "val")
+    check_num_classes(cfg, val_set)
+    model = build_model(cfg).to(device)
+    load_weights(model, weights, ema)
+    return task, model, val_set, device
+
+
+def load_weights(model: torch.nn.Module, path: str, ema: bool = False) -> None:
+    """The model weights of a checkpoint of this project (a `.pth` file or an FSDP run's folder; with `ema`: its
+    weight average), or of a plain state dict, into `model`; a file of another model, or no state dict at all,
+    is a `CheckpointError` naming the path."""
+    state = checkpoint_weights(path, ema)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = " ".join(str(e).split("\n", 1)[-1].split())[:300]
+        raise CheckpointError(f"{path} holds the weights of another model than MODEL.NAME: {first}") from None
+
+
+def evaluate(cfg: Any, weights: str, ema: bool = False) -> Dict[str, float]:
+    """Evaluate the model weights of a checkpoint (with `ema`: its weight average) on the validation set."""
+    task, model, val_set, device = load_trained_model(cfg, weights, ema)
+    val_loader = build_val_loader(cfg, val_set, get_rank(), get_world_size())
+    classes = checkpoint_classes(weights)
+    if classes:
+        logger.info("%s was trained on %d classes: %s", weights, len(classes), ", ".join(classes))
+    results = task.evaluate(model, val_loader, val_set, device)
+    logger.info("Evaluation of %s: %s", weights, ", ".join(f"{k} = {v:.4f}" for k, v in results.items()))
+    return results

@@ -1,0 +1,126 @@
+"""The step pre-hook that clips gradients and skips updates whose gradients are not finite, for every optimizer.
+
+A non-finite gradient skips the update: parameters and optimizer state (momentum, Adam moments, step counts) stay
+untouched. With torch's fused kernels this costs no host synchronisation: the hook hands the kernels its flag as
+`found_inf` (see `fused_step`), and they skip the update themselves; `full_model` clipping rides along as their
+`grad_scale`, so the gradients are read once instead of three times. Other kernels need the answer on the host:
+the hook then removes the gradients (`grad = None`) of a bad update. Skips are counted in `num_skipped`.
+"""
+import logging
+import math
+from typing import Any, List, Optional
+
+import torch
+from torch import Tensor
+
+from pet.solver.optimizers.clip import clip_, clip_coefficient, global_norm, is_non_finite
+from pet.solver.optimizers.shards import Group, local_shards
+from pet.solver.optimizers.fused_kernels import StepAttributes, is_fused
+
+logger = logging.getLogger(__name__)
+
+CLIP_TYPES = ("full_model", "norm", "value", "none")
+
+
+class SkipCounter:
+    """Updates skipped so far: counted on the host where the check ran there, summed on the device where fused
+    kernels skipped by themselves (read on demand: reading synchronises)."""
+
+    def __init__(self) -> None:
+        self._host = 0
+        self._device: Optional[Tensor] = None
+
+    def add_host_skip(self) -> None:
+        """One update skipped by the host."""
+        self._host += 1
+
+    def add_device_flag(self, flag: Tensor) -> None:
+        """A step's non-finite flag (0 or 1) that the fused kernels act on."""
+        self._device = flag if self._device is None else self._device + flag
+
+    @property
+    def total(self) -> int:
+        """Every skip so far."""
+        return self._host + (int(self._device.item()) if self._device is not None else 0)
+
+
+class GradientClipper:
+    """A step pre-hook that clips the gradients of all the optimizer's parameters before each update, and skips
+    the update when they are not finite.
+
+    Args:
+        clip_type: `full_model`, `norm`, `value`, or `none` (the non-finite check alone).
+        clip_value: the largest norm (`full_model`, `norm`) or element magnitude (`value`).
+        norm_type: the p of the p-norm; `inf` for the largest magnitude.
+
+    Example:
+        >>> clipper = add_gradient_clipping(optimizer, "full_model", 1.0)
+        >>> loss.backward(); optimizer.step()  # clipped first; skipped if a gradient is inf or NaN
+        >>> clipper.num_skipped
+        0
+    """
+
+    def __init__(self, clip_type: str, clip_value: float = math.inf, norm_type: float = 2.0) -> None:
+        if clip_type not in CLIP_TYPES:
+            raise ValueError(f"clip_type must be one of {', '.join(CLIP_TYPES)}; got {clip_type!r}")
+        self.clip_type = clip_type
+        self.clip_value = float(clip_value)
+        self.norm_type = float(norm_type)
+        self.skips = SkipCounter()
+        self._attributes = StepAttributes()
+        # The global norm of the true gradients before clipping, of the last update, on their device (read it
+        # only where it is logged: reading synchronises); None where the clip type computes no norm.
+        self.last_norm: Optional[Tensor] = None
+
+    @property
+    def num_skipped(self) -> int:
+        """Updates skipped for non-finite gradients so far (reading it synchronises)."""
+        return self.skips.total
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        grads, group = local_shards([p.grad for p in params])  # FSDP: this process's shards, reduced over group
+        if is_fused(optimizer):
+            self._before_fused_step(optimizer, grads, group)
+        else:
+            self._before_host_step(params, grads, group)
+
+    def _before_host_step(self, params: List[Tensor], grads: List[Tensor], group: Group) -> None:
+        flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+        if flag.item():  # the update must not run
+            self.skips.add_host_skip()
+            for p in params:
+                p.grad = None
+            logger.warning("Non-finite gradient: update skipped (%d skipped so far)", self.num_skipped)
+
+    def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor], group: Group) -> None:
+        attributes = self._attributes
+        attributes.save(optimizer)
+        scale = attributes.scaler_scale  # set when a GradScaler hands over scaled gradients
+        if self.clip_type == "full_model":
+            total = global_norm(grads, self.norm_type, group)
+            self.last_norm = total if scale is None else total / scale
+            attributes.set_clip_coefficient(optimizer, clip_coefficient(self.last_norm, self.clip_value))
+            flag = is_non_finite(total)
+        else:
+            if scale is not None and self.clip_type != "none":
+                attributes.unscale(optimizer, grads)  # per-tensor and value limits apply to true gradients
+            flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+        self.skips.add_device_flag(flag)
+        attributes.set_found_inf(optimizer, flag)
+
+    def restore_step_attributes(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Step post-hook: leave `grad_scale` / `found_inf` as they were before the step."""
+        self._attributes.restore(optimizer)
+
+
+def add_gradient_clipping(optimizer: torch.optim.Optimizer, clip_type: str, clip_value: float = math.inf,
+                          norm_type: float = 2.0) -> GradientClipper:
+    """Register a `GradientClipper` on `optimizer` (kept as `optimizer.grad_clipper`, for its skip count)."""
+    clipper = GradientClipper(clip_type, clip_value, norm_type)
+    optimizer.register_step_pre_hook(clipper)
+    optimizer.register_step_post_hook(clipper.restore_step_attributes)
+    optimizer.grad_clipper = clipper
+    return clipper

@@ -1,0 +1,131 @@
+"""The optimizers of a run: one `SolverUnit` per optimizer, each with its scheduler, modules, losses and step
+interval, built from a validated SOLVER config.
+
+A run with one optimizer has one unit (named ""); SOLVER.OPTIMIZERS gives one unit per entry (SpeeChain's
+optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). The trainer treats both alike.
+"""
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from pet.config import optimizer_entries
+from pet.errors import ConfigError
+from pet.solver.schedules.lr_scaling import apply_linear_scaling, scaling_ratio
+from pet.solver.schedules.lr_scheduler import ClosedFormScheduler
+from pet.solver.optimizers.builder import build_optimizer, optimizer_spec
+from pet.solver.param_groups.rules import in_modules, trainable_parameters
+from pet.solver.schedules.from_config import lr_schedule_from_cfg, scheduler_arguments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SolverUnit:
+    """One optimizer of a run.
+
+    Attributes:
+        name: the entry name under SOLVER.OPTIMIZERS ("" for the single optimizer).
+        optimizer, scheduler: the torch optimizer and its closed-form scheduler (k = the run's iteration).
+        losses: names of the losses it minimises (all when empty).
+        step_interval: it steps after every `step_interval` iterations; gradients are averaged in between.
+    """
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[ClosedFormScheduler] = None
+    losses: Tuple[str, ...] = ()
+    step_interval: int = 1
+
+    def is_due(self, iteration: int) -> bool:
+        """Whether it steps at the end of `iteration`."""
+        return (iteration + 1) % self.step_interval == 0
+
+    def params(self) -> List[torch.Tensor]:
+        """Every parameter it updates."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def group_labels(self) -> List[str]:
+        """A label per param group: `<group>`, or `<optimizer>/<group>` for a named optimizer."""
+        names = [str(group.get("name", index)) for index, group in enumerate(self.optimizer.param_groups)]
+        return [f"{self.name}/{name}" if self.name else name for name in names]
+
+
+def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
+    """A `ConfigError` for a name in `modules` that is not a submodule of `model` (a typo would otherwise leave
+    that part of the model untrained without a word), or for modules without trainable parameters."""
+    known = dict(model.named_modules())
+    for module in modules:
+        if module not in known:
+            close = difflib.get_close_matches(module, [name for name in known if name], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            top = ", ".join(name for name, _ in model.named_children())
+            raise ConfigError(f"{key}: {module!r} is not a module of the model; {hint}its top-level modules: {top}")
+    if modules and not any(in_modules(name, modules) for name, _, _, _ in trainable_parameters(model)):
+        raise ConfigError(f"{key} = {tuple(modules)!r}: these modules have no trainable parameters (all frozen)")
+
+
+def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1,
+                       images_per_update: int = 0) -> List[SolverUnit]:
+    """One unit per optimizer of the (validated) SOLVER config, in config order; with the linear scaling rule
+    applied for `images_per_update` (when LR_SCALING asks for it)."""
+    units = []
+    for name, entry in optimizer_entries(solver_cfg).items():
+        key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
+        check_modules(model, entry.MODULES, f"{key}.MODULES")
+        entry = apply_linear_scaling(entry, images_per_update)
+        optimizer = build_optimizer(model, optimizer_spec(entry.OPTIMIZER, f"{key}.OPTIMIZER"), entry.MODULES,
+                                    key=f"{key}.OPTIMIZER")
+        scheduler = ClosedFormScheduler(optimizer, **scheduler_arguments(optimizer, entry, iter_per_epoch, key))
+        units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
+    _warn_untrained(model, solver_cfg, units)
+    return units
+
+
+def images_per_update(cfg: Any, world_size: int = 1) -> int:
+    """Images behind one optimizer update: TRAIN.BATCH_SIZE x processes x SOLVER.ACCUMULATION.STEPS."""
+    return cfg.TRAIN.BATCH_SIZE * world_size * cfg.SOLVER.ACCUMULATION.STEPS
+
+
+def build_run_solver(model: nn.Module, cfg: Any, iter_per_epoch: int, world_size: int = 1
+                     ) -> Tuple[List[SolverUnit], int]:
+    """The optimizers of a run and its length in iterations (the top-level schedule's), from the whole
+    (validated) config. A named optimizer whose schedule is longer than the run is a `ConfigError`."""
+    images = images_per_update(cfg, world_size)
+    ratio = scaling_ratio(cfg.SOLVER, images)
+    if ratio is not None:
+        logger.info("Linear scaling rule: %d images per update / REFERENCE_BATCH_SIZE %d = %.4g x every BASE_LR%s",
+                    images, cfg.SOLVER.LR_SCALING.REFERENCE_BATCH_SIZE, ratio,
+                    f"; iteration counts x {1 / ratio:.4g}" if cfg.SOLVER.LR_SCALING.SCALE_SCHEDULE else "")
+    units = build_solver_units(model, cfg.SOLVER, iter_per_epoch, images)
+    max_iter = lr_schedule_from_cfg(apply_linear_scaling(cfg.SOLVER, images), iter_per_epoch).total_iters
+    for unit in units:
+        if unit.name and unit.scheduler.schedule.total_iters > max_iter:
+            raise ConfigError(f"SOLVER.OPTIMIZERS.{unit.name}.SCHEDULER runs {unit.scheduler.schedule.total_iters} "
+                              f"iterations, longer than the run's {max_iter} (SOLVER.SCHEDULER); its schedule would "
+                              "be cut short")
+        warn_long_warmup(unit)
+    return units, max_iter
+
+
+def warn_long_warmup(unit: SolverUnit) -> None:
+    """One warning when the warmup does not end before the run does: the lr never reaches BASE_LR (legal, for
+    smoke runs)."""
+    schedule = unit.scheduler.schedule
+    if schedule.warmup_iters >= schedule.total_iters:
+        key = f"SOLVER.OPTIMIZERS.{unit.name}.SCHEDULER" if unit.name else "SOLVER.SCHEDULER"
+        logger.warning("%s.WARM_UP_ITERS = %d updates is not shorter than the run (%s.TOTAL_ITERS = %d updates): "
+                       "the lr never reaches BASE_LR", key, schedule.warmup_iters, key, schedule.total_iters)
+
+
+def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:
+    if len(units) == 1 and not units[0].name:
+        return
+    covered = [m for entry in solver_cfg.OPTIMIZERS.values() for m in entry["MODULES"]]
+    left = [name for name, _, _, _ in trainable_parameters(model) if not in_modules(name, covered)]
+    if left:
+        logger.warning("%d trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. %s",
+                       len(left), left[0])

@@ -1,0 +1,86 @@
+"""The run's pieces decided from the config: the mixed-precision dtype of each device, and the combinations of
+sharding and mixed precision that are refused."""
+import logging
+
+import pytest
+import torch
+
+from pet.config import ConfigError
+from pet.engine.runs.runner import amp_dtype_for, check_unit_support
+
+
+@pytest.mark.parametrize("name, device, dtype", [("AUTO", "cpu", torch.bfloat16), ("AUTO", "cuda", torch.float16),
+                                                 ("bfloat16", "cuda", torch.bfloat16),
+                                                 ("float16", "cuda", torch.float16)])
+def test_the_amp_dtype_of_each_device(caplog, name, device, dtype):
+    with caplog.at_level(logging.WARNING, logger="pet.engine.runs.runner"):
+        assert amp_dtype_for(name, torch.device(device)) == dtype
+    assert not caplog.records
+
+
+def test_float16_on_cpu_is_taken_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="pet.engine.runs.runner"):
+        assert amp_dtype_for("float16", torch.device("cpu")) == torch.float16
+    (record,) = caplog.records
+    assert record.getMessage().startswith("SOLVER.AMP.DTYPE float16 on CPU: torch's CPU float16 kernels are many "
+                                          "times slower than float32")
+
+
+def test_fsdp_refuses_float16_and_per_loss_optimizers():
+    with pytest.raises(ConfigError, match=r"SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY"):
+        check_unit_support([], torch.float16, world_size=2, sharded=True)
+    check_unit_support([], torch.bfloat16, world_size=2, sharded=True)  # bfloat16 needs no GradScaler
+    check_unit_support([], torch.float16, world_size=2, sharded=False)
+
+
+def train_in_process(output_dir, *overrides):
+    from tests.engine.test_user_builders import USER
+    from tests.tools.test_cli_errors import DEFAULT_CFG, train_net
+
+    return train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(output_dir), *USER,
+                                          "SOLVER.SCHEDULER.TOTAL_ITERS", "8", "SOLVER.SCHEDULER.STEPS", "(6,)",
+                                          "SOLVER.SCHEDULER.WARM_UP_ITERS", "2", "TRAIN.BATCH_SIZE", "8",
+                                          "TRAIN.CHECKPOINT_PERIOD", "4", "TRAIN.WRITER_PERIOD", "1", *overrides])
+
+
+def back_to_iteration_4(folder):
+    """The folder as a run killed after its checkpoint at iteration 4 left it (minus the later metrics)."""
+    (folder / "model_final.pth").unlink()
+    (folder / "last_checkpoint").write_text("model_0000004.pth\n")
+
+
+def test_a_run_saved_loaded_and_continued_in_process_ends_as_the_uninterrupted_one(tmp_path):
+    import json
+    import shutil
+
+    from pet.engine.persistence.checkpointer import read_checkpoint
+
+    assert train_in_process(tmp_path / "whole") == 0
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    back_to_iteration_4(tmp_path / "resumed")
+    assert train_in_process(tmp_path / "resumed", "--resume") == 0
+    whole, resumed = (read_checkpoint(str(tmp_path / name / "model_final.pth")) for name in ("whole", "resumed"))
+    for name, tensor in whole["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    for name, state in whole["optimizers"][""]["state"].items():
+        assert all(torch.equal(resumed["optimizers"][""]["state"][name][k], v) for k, v in state.items())
+    rows = [[json.loads(line) for line in open(tmp_path / name / "metrics.json")] for name in ("whole", "resumed")]
+    assert [row["iteration"] for row in rows[1]] == list(range(8))
+    assert [(r["loss"], r["lr"]) for r in rows[0]] == [(r["loss"], r["lr"]) for r in rows[1]]
+
+
+def test_a_resume_with_another_batch_continues_at_the_sample_where_the_run_stopped(tmp_path):
+    from pet.engine.runs.cli import load_config
+    from pet.engine.runs.runner import build_run
+    from tests.engine.test_user_builders import USER
+    from tests.tools.test_cli_errors import DEFAULT_CFG
+
+    assert train_in_process(tmp_path) == 0  # 4 updates of 8 images before the checkpoint: 32 samples taken
+    back_to_iteration_4(tmp_path)
+    cfg = load_config(DEFAULT_CFG, ["OUTPUT_DIR", str(tmp_path), *USER, "SOLVER.SCHEDULER.TOTAL_ITERS", "8",
+                                    "SOLVER.SCHEDULER.STEPS", "(6,)", "TRAIN.BATCH_SIZE", "16"])
+    run = build_run(cfg, resume=True)
+    run.lock.release()
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(cfg.SEED)).tolist()  # epoch 0's shuffle
+    first = next(iter(run.trainer.data.batch_sampler))
+    assert first == order[32:48]  # not order[64:80], where 4 updates of the new batch would be
