@@ -322,11 +322,11 @@ def bench_trainer(iterations: int, repeats: int) -> Dict[str, float]:
     def setup():
         model = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
         cfg = solver_cfg("SGD")
-        optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
-        return model, optimizer, LearningRateScheduler(optimizer, cfg.SOLVER)
+        built = Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded()
+        return model, built, LearningRateScheduler(built.optimizer, cfg.SOLVER)
 
-    model, optimizer, scheduler = setup()
-    trainer = Trainer(model, classification_losses, endless(), [SolverUnit("", optimizer, scheduler)],
+    model, built, scheduler = setup()
+    trainer = Trainer(model, classification_losses, endless(), [SolverUnit.of(built, scheduler=scheduler)],
                       torch.device("cpu"))
     trainer.register_hooks([IterationTimer(), LRSchedulerHook(trainer.units)])
     done = {"iter": 0}
@@ -335,7 +335,8 @@ def bench_trainer(iterations: int, repeats: int) -> Dict[str, float]:
         trainer.train(done["iter"], done["iter"] + iterations)
         done["iter"] += iterations
 
-    hand_model, hand_optimizer, hand_scheduler = setup()
+    hand_model, hand_built, hand_scheduler = setup()
+    hand_optimizer = hand_built.optimizer
     hand_data = endless()
 
     def hand_block() -> None:

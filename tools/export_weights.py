@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import torch
 
-from pet.engine.persistence.checkpointer import atomic_write, checkpoint_weights
+from pet.engine.persistence.checkpointer import checkpoint_weights
+from pet.engine.persistence.safe_files import atomic_write
 from pet.engine.runs.cli import ArgumentParser, output_file, run
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
-from pet.engine.persistence.checkpointer import atomic_write, safe_output_path
+from pet.engine.persistence.safe_files import atomic_write, safe_output_path
 from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, run
 from pet.engine.distributed.process_group import is_main_process, shutdown_distributed
 from pet.engine.runs.lr_finder import find_lr

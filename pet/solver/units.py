@@ -7,18 +7,20 @@ optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). Th
 import difflib
 import logging
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, FrozenSet, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from pet.config import optimizer_entries
 from pet.errors import ConfigError
-from pet.solver.schedules.lr_scaling import apply_linear_scaling, scaling_ratio
-from pet.solver.schedules.lr_scheduler import ClosedFormScheduler
-from pet.solver.optimizers.builder import build_optimizer, optimizer_spec
+from pet.solver.optimizers.builder import GuardedOptimizer, Optimizer
+from pet.solver.optimizers.guard import GradientGuard
+from pet.solver.param_groups.report import group_names
 from pet.solver.param_groups.rules import in_modules, trainable_parameters
-from pet.solver.schedules.from_config import lr_schedule_from_cfg, scheduler_arguments
+from pet.solver.schedules.from_config import lr_schedule_from_cfg
+from pet.solver.schedules.lr_scaling import apply_linear_scaling, scaling_ratio
+from pet.solver.schedules.lr_scheduler import ClosedFormScheduler, LearningRateScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class SolverUnit:
     Attributes:
         name: the entry name under SOLVER.OPTIMIZERS ("" for the single optimizer).
         optimizer, scheduler: the torch optimizer and its closed-form scheduler (k = the run's iteration).
+        guard: the optimizer's gradient guard (its per-step verdict, skip count and gradient norm), or None.
+        configured_keys: the param-group keys a resume takes from the config (None: every hyperparameter).
         losses: names of the losses it minimises (all when empty).
         step_interval: it steps after every `step_interval` iterations; gradients are averaged in between.
     """
@@ -37,8 +41,15 @@ class SolverUnit:
     name: str
     optimizer: torch.optim.Optimizer
     scheduler: Optional[ClosedFormScheduler] = None
+    guard: Optional[GradientGuard] = None
+    configured_keys: Optional[FrozenSet[str]] = None
     losses: Tuple[str, ...] = ()
     step_interval: int = 1
+
+    @classmethod
+    def of(cls, built: GuardedOptimizer, name: str = "", **fields: Any) -> "SolverUnit":
+        """The unit of an optimizer built by `Optimizer(...).build_guarded()` (its guard and keys carried over)."""
+        return cls(name, built.optimizer, guard=built.guard, configured_keys=built.configured_keys, **fields)
 
     def is_due(self, iteration: int) -> bool:
         """Whether it steps at the end of `iteration`."""
@@ -50,8 +61,11 @@ class SolverUnit:
 
     def group_labels(self) -> List[str]:
         """A label per param group: `<group>`, or `<optimizer>/<group>` for a named optimizer."""
-        names = [str(group.get("name", index)) for index, group in enumerate(self.optimizer.param_groups)]
-        return [f"{self.name}/{name}" if self.name else name for name in names]
+        return [f"{self.name}/{name}" if self.name else name for name in group_names(self.optimizer)]
+
+    def computes_norm(self) -> bool:
+        """Whether its guard computes the gradients' global norm (`full_model` or `norm` clipping)."""
+        return self.guard is not None and self.guard.clip_type in ("full_model", "norm")
 
 
 def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
@@ -77,10 +91,11 @@ def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = 
         key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
         check_modules(model, entry.MODULES, f"{key}.MODULES")
         entry = apply_linear_scaling(entry, images_per_update)
-        optimizer = build_optimizer(model, optimizer_spec(entry.OPTIMIZER, f"{key}.OPTIMIZER"), entry.MODULES,
-                                    key=f"{key}.OPTIMIZER")
-        scheduler = ClosedFormScheduler(optimizer, **scheduler_arguments(optimizer, entry, iter_per_epoch, key))
-        units.append(SolverUnit(name, optimizer, scheduler, entry.LOSSES, entry.STEP_INTERVAL))
+        # Pet's own builders: what a user's loop calls is what a run trains with.
+        built = Optimizer(model, entry.OPTIMIZER, entry.MODULES, key=f"{key}.OPTIMIZER").build_guarded()
+        scheduler = LearningRateScheduler(built.optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=key)
+        units.append(SolverUnit.of(built, name, scheduler=scheduler, losses=entry.LOSSES,
+                                   step_interval=entry.STEP_INTERVAL))
     _warn_untrained(model, solver_cfg, units)
     return units
 

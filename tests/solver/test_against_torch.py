@@ -21,7 +21,7 @@ Axes (combined so that every value of each axis and the important interactions o
   tolerances, except that in bfloat16 / float16 an element may differ by 4 epsilons of its tensor's scale, as
   torch's own fused and for-loop kernels do);
 - an inf or NaN in one gradient at update 1, at update 3, at updates 1 and 2, or never: those updates are skipped
-  (parameters and state as if they never happened) and counted in `grad_clipper.num_skipped`;
+  (parameters and state as if they never happened) and counted in the guard's `num_skipped`;
 - a real `torch.amp.GradScaler("cpu")` loop: ours without `unscale_` (fused kernels get `grad_scale` /
   `found_inf`), the reference with `unscale_` then torch clipping, with and without an overflow on update 1.
 """
@@ -37,6 +37,7 @@ from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
 from pet.solver.optimizers.types import optimizer_types
+from tests.guard_of import guard_of
 
 UPDATES = 4
 BASE_LR = 0.05
@@ -347,7 +348,7 @@ def run_against_reference(case):
             stepped = True
         reference.zero_grad()
         assert_matches_reference(model, optimizer, reference_model, reference, stepped, f"after update {update}")
-    assert optimizer.grad_clipper.num_skipped == len(case.bad)
+    assert guard_of(optimizer).num_skipped == len(case.bad)
     assert not case.clip or clipped, "the test's gradients never reached CLIP_VALUE"
 
 
@@ -492,7 +493,7 @@ def test_grad_scaler_loop_equals_torch_loop_with_unscale(opt, overflow_first, cl
         if clip and not overflow:
             true_norm = torch.nn.utils.get_total_norm([p.grad for p in reference_model.parameters()], 2.0)
             if clip != "value":  # the norm our clipping logs as grad_norm: of the true gradients, before clipping
-                torch.testing.assert_close(optimizer.grad_clipper.last_norm, true_norm)
+                torch.testing.assert_close(guard_of(optimizer).last_norm, true_norm)
             clipped |= torch_clip(list(reference_model.parameters()), clip, 2.0)
         reference_scaler.step(reference)
         reference_scaler.update()

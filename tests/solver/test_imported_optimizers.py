@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import clip_grad_norm_
 
 from pet.config import ConfigError, get_cfg
-from pet.engine.persistence.checkpointer import load_state, state_of
+from pet.engine.persistence.checkpointer import OptimizerState
 from pet.solver import Optimizer
 
 schedulefree = pytest.importorskip("schedulefree")
@@ -30,10 +30,14 @@ def hand_groups(model):
 
 
 def configured(model, type_name, *overrides):
+    return configured_and_guarded(model, type_name, *overrides).optimizer
+
+
+def configured_and_guarded(model, type_name, *overrides):
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", type_name, "SOLVER.OPTIMIZER.BASE_LR", LR,
                          "SOLVER.OPTIMIZER.WEIGHT_DECAY", DECAY, *overrides])
-    return Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
+    return Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded()
 
 
 HAND_BUILT = {
@@ -83,17 +87,19 @@ def test_an_imported_class_steps_as_the_class_built_by_hand(path):
 @pytest.mark.parametrize("path", sorted(HAND_BUILT))
 def test_an_imported_class_resumes_from_its_checkpoint_exactly(path):
     model, resumed_model = small_model(), small_model()
-    optimizer = configured(model, path, *KWARGS[path])
+    built = configured_and_guarded(model, path, *KWARGS[path])
+    optimizer = built.optimizer
     train_mode(optimizer)
     for seed in range(3):
         step(model, optimizer, seed)
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": state_of(optimizer)}, buffer)
+    torch.save({"model": model.state_dict(), "optimizer": OptimizerState(optimizer).state_dict()}, buffer)
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=False)
     resumed_model.load_state_dict(saved["model"])
-    resumed = configured(resumed_model, path, *KWARGS[path])
-    load_state(resumed, saved["optimizer"])
+    built = configured_and_guarded(resumed_model, path, *KWARGS[path])
+    resumed = built.optimizer
+    OptimizerState(resumed, built.configured_keys).load_state_dict(saved["optimizer"])  # as a run loads it
     train_mode(resumed)
     for seed in range(3, 6):
         step(model, optimizer, seed), step(resumed_model, resumed, seed)

@@ -10,6 +10,8 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
+
 from pet.engine.persistence.checkpointer import Checkpointer, read_checkpoint_metadata
 from pet.engine.loop.writers import EventWriter
 from pet.errors import CheckpointError, NonFiniteError, NonFiniteWeightsError, Preempted
@@ -104,27 +106,21 @@ class SharedBuffersHook(HookBase):
 
 class GradNormHook(HookBase):
     """Records the global gradient norm that clipping computed anyway (of the true gradients, before clipping) as
-    `grad_norm` (`grad_norm/<optimizer>` for named optimizers), at the iterations the writers write: reading it
-    waits for the device, so it is read there alone. Units whose clip type computes no norm are left out."""
+    `grad_norm` (`grad_norm/<optimizer>` for named optimizers), at the iterations the writers write, as a tensor
+    the writers read. Units whose clip type computes no norm are left out."""
 
     def __init__(self, units: List[Any], period: int) -> None:
         self.period = period
         named = len(units) > 1
-        self._clippers = {f"grad_norm/{unit.name}" if named else "grad_norm": unit.optimizer.grad_clipper
-                          for unit in units if computes_norm(unit.optimizer)}
+        self._guards = {f"grad_norm/{unit.name}" if named else "grad_norm": unit.guard
+                        for unit in units if unit.computes_norm()}
 
     def after_step(self) -> None:
         if not (self.every(self.period) or self.is_last_iter()):
             return
-        for name, clipper in self._clippers.items():
-            if clipper.last_norm is not None:
-                self.trainer.storage.put_scalar(name, clipper.last_norm)
-
-
-def computes_norm(optimizer: Any) -> bool:
-    """Whether the optimizer's gradient guard computes a gradient norm (`full_model` or `norm` clipping)."""
-    clipper = getattr(optimizer, "grad_clipper", None)
-    return clipper is not None and clipper.clip_type in ("full_model", "norm")
+        for name, guard in self._guards.items():
+            if guard.last_norm is not None:
+                self.trainer.storage.put_scalar(name, guard.last_norm)
 
 
 class EvalHook(HookBase):
@@ -278,25 +274,25 @@ def best_score_on_disk(checkpointer: Checkpointer, metric: str) -> Optional[floa
 
 
 class EMAHook(HookBase):
-    """Updates a weight EMA after every `period`-th optimizer update that was taken (not after skipped ones)."""
+    """Updates a weight EMA after every `period`-th optimizer update that was taken (not after skipped ones), on the
+    device: which updates count is decided from each update's verdict without reading it on the host."""
 
     def __init__(self, ema: WeightEMA, period: int = 1) -> None:
         self.ema = ema
         self.period = period
-        self._taken = 0
+        self._taken: Optional[torch.Tensor] = None  # updates taken so far, on the device
 
     def after_step(self) -> None:
-        if not self.trainer.last_outcome.skipped:
-            self._taken += 1
-            if self._taken % self.period == 0:
-                self.ema.update()
+        taken = 1.0 - self.trainer.last_outcome.skipped
+        self._taken = taken if self._taken is None else self._taken + taken
+        self.ema.update(taken if self.period == 1 else taken * (torch.remainder(self._taken, self.period) == 0))
 
     def state_dict(self) -> Dict[str, Any]:
         """The average with the count of updates towards the next one."""
-        return {**self.ema.state_dict(), "taken": self._taken}
+        return {**self.ema.state_dict(), "taken": int(self._taken.item()) if self._taken is not None else 0}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue the average and the count of `state_dict()`."""
         require_fields(state, {"taken": int}, "weight EMA")
         self.ema.load_state_dict(state)
-        self._taken = state["taken"]
+        self._taken = torch.tensor(float(state["taken"]), device=self.ema.device)

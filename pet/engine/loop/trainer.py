@@ -3,9 +3,14 @@
 What one iteration does (micro-batches, mixed precision, the optimizers' steps, skipping non-finite updates) is
 `UpdateStep`'s job; the trainer counts the skipped updates, stops the run after too many in a row, and stops it
 between updates when a stop signal arrives (`preemption`).
+
+The losses and skip counts stay on the device: the storage keeps them as tensors and the writers read them at their
+periods. The one thing the loop itself must know on the host, whether too many updates in a row were skipped, is
+read one update late on an accelerator (from a copy started after that update, finished by the time the next one
+is queued: no stall) and at once on the CPU, where reading costs nothing.
 """
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -14,12 +19,56 @@ from pet.data.sampler import ResumableBatchSampler
 from pet.engine.loop.events import EventStorage
 from pet.engine.loop.hooks import HookBase
 from pet.engine.distributed.preemption import StopSignals
-from pet.engine.loop.update_step import LossFunction, StepOutcome, UpdateStep
+from pet.engine.loop.update_step import LossFunction, StepOutcome, UpdateStep, reads_are_free
 from pet.errors import NonFiniteError, Preempted
 from pet.state_fields import require_fields
 from pet.solver.units import SolverUnit
 
 logger = logging.getLogger(__name__)
+
+
+class SkipCounts:
+    """Skipped updates, in all and in a row, counted on the device from each update's 0/1 verdict."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.in_a_row = torch.zeros((), device=device)
+
+    def add(self, skipped: torch.Tensor) -> None:
+        """Count one update's verdict."""
+        self.total = self.total + skipped
+        self.in_a_row = (self.in_a_row + 1) * skipped
+
+    def set(self, total: int, in_a_row: int) -> None:
+        """Continue from saved counts."""
+        self.total.fill_(total)
+        self.in_a_row.fill_(in_a_row)
+
+
+class LaggedRead:
+    """The host's view of a device scalar, one update late where reading would stall the device: the copy of
+    update k's value starts after update k is queued and is read after update k + 1 is queued, when it has long
+    finished. On the CPU the value is read at once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.lag = not reads_are_free(device)
+        self._pending: Optional[Tuple[int, torch.Tensor, Any]] = None
+
+    def push(self, iteration: int, value: torch.Tensor) -> Optional[Tuple[int, float]]:
+        """Hand over update `iteration`'s value; return (iteration, value) of the update now readable, if any."""
+        if not self.lag:
+            return iteration, value.item()
+        ready, self._pending = self._pending, None
+        host = value.detach().to("cpu", non_blocking=True)
+        event = torch.cuda.Event() if value.is_cuda else None
+        if event is not None:
+            event.record()
+        self._pending = (iteration, host, event)
+        if ready is None:
+            return None
+        if ready[2] is not None:
+            ready[2].synchronize()
+        return ready[0], ready[1].item()
 
 
 class Trainer:
@@ -44,12 +93,12 @@ class Trainer:
         self.model = model
         self.data = data
         self.units = [SolverUnit("", units)] if isinstance(units, torch.optim.Optimizer) else list(units)
-        self.step = UpdateStep(model, loss_fn, self.units, device, accumulation, amp_dtype, grad_scaler)
+        self.update_step = UpdateStep(model, loss_fn, self.units, device, accumulation, amp_dtype, grad_scaler)
         self.hooks: List[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
-        self.skipped_updates = 0
+        self.skips = SkipCounts(device)
         self.max_consecutive_skips = max_consecutive_skips
-        self.consecutive_skips = 0
+        self._in_a_row = LaggedRead(device)
         self.failure: Optional[BaseException] = None  # why training stopped early, for the hooks' after_train
         self.stop_signals: Optional[StopSignals] = None  # set by a run that honours SIGTERM / SIGUSR1 / SIGINT
         self.last_outcome: Optional[StepOutcome] = None  # what the last iteration did, for the hooks
@@ -67,8 +116,17 @@ class Trainer:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue the skip counters of `state_dict()` (the data position is the loader's, read by the runner)."""
         require_fields(state, {"skipped_updates": int, "consecutive_skips": int}, "trainer")
-        self.skipped_updates = int(state["skipped_updates"])
-        self.consecutive_skips = int(state["consecutive_skips"])
+        self.skips.set(state["skipped_updates"], state["consecutive_skips"])
+
+    @property
+    def skipped_updates(self) -> int:
+        """Updates skipped so far (reading it waits for the device)."""
+        return int(self.skips.total.item())
+
+    @property
+    def consecutive_skips(self) -> int:
+        """Updates skipped in a row up to the last one (reading it waits for the device)."""
+        return int(self.skips.in_a_row.item())
 
     def register_hooks(self, hooks: List[Optional[HookBase]]) -> None:
         """Add hooks (None entries are ignored); they run in the order given."""
@@ -106,15 +164,23 @@ class Trainer:
                 hook.after_train()
 
     def run_step(self) -> None:
-        """One iteration: the update step, then its losses and the skip counters into the storage."""
-        outcome = self.last_outcome = self.step(self._batches, self.iter)
-        self.skipped_updates += int(outcome.skipped)
-        self.consecutive_skips = self.consecutive_skips + 1 if outcome.skipped else 0
+        """One iteration: the update step, then its losses and the skip counters into the storage (as tensors)."""
+        outcome = self.last_outcome = self.update_step(self._batches, self.iter)
+        self.skips.add(outcome.skipped)
         self.storage.loss_names = tuple(outcome.losses)
-        self.storage.put_scalars(loss=outcome.total, skipped_updates=self.skipped_updates, **outcome.losses)
-        if self.max_consecutive_skips and self.consecutive_skips >= self.max_consecutive_skips:
+        self.storage.put_scalars(loss=outcome.total, skipped_updates=self.skips.total, **outcome.losses)
+        readable = self._in_a_row.push(self.iter, self.skips.in_a_row)
+        if readable is not None:
+            self._check_skips(*readable)
+
+    def _check_skips(self, iteration: int, in_a_row: float) -> None:
+        """Say that update `iteration` was skipped, and stop the run after too many in a row."""
+        if not in_a_row:
+            return
+        count = int(in_a_row)
+        logger.warning("Update %d skipped for a non-finite loss or gradient (%d in a row)", iteration, count)
+        if self.max_consecutive_skips and count >= self.max_consecutive_skips:
             raise NonFiniteError(
-                f"{self.consecutive_skips} updates in a row (iterations {self.iter - self.consecutive_skips + 1} to "
-                f"{self.iter}) were skipped for non-finite losses or gradients (TRAIN.MAX_CONSECUTIVE_SKIPS = "
-                f"{self.max_consecutive_skips}); the last good state is saved as model_last_good.pth: lower the lr "
-                "and --resume")
+                f"{count} updates in a row (iterations {iteration - count + 1} to {iteration}) were skipped for "
+                f"non-finite losses or gradients (TRAIN.MAX_CONSECUTIVE_SKIPS = {self.max_consecutive_skips}); the "
+                "last good state is saved as model_last_good.pth: lower the lr and --resume")

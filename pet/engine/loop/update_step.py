@@ -9,10 +9,17 @@ update on every process, so the replicas never diverge; parameters, optimizer st
 
 Several optimizers (solver units) may share a step: each gets the gradient of its own losses on its own
 parameters, and steps after every `step_interval` iterations with the gradients averaged over them.
+
+Nothing here waits for the device: the losses, the non-finite loss check and the verdict of each update stay on
+the device (`StepOutcome`), the check reaches the optimizers through their gradient guards (into torch's fused
+kernels as `found_inf`), and the buffers of a skipped update are put back by a device-side select. The host reads
+them only where a writer or a hook asks (`pet.engine.loop.trainer`). Three settings still read on the host, each
+only where it is configured: an optimizer without a guard (NONFINITE.CHECK_GRADIENTS off and no clipping), an
+optimizer not due at a non-finite loss (STEP_INTERVAL > 1), and a guard on kernels that are not fused (torch's
+for-loop and foreach kernels cannot skip by themselves).
 """
 import contextlib
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -21,6 +28,7 @@ from torch import nn
 
 from pet.engine.distributed.process_group import all_reduce_sum, get_world_size
 from pet.errors import ConfigError
+from pet.solver.optimizers.clip import is_non_finite
 from pet.solver.units import SolverUnit
 
 logger = logging.getLogger(__name__)
@@ -41,18 +49,57 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor of `device` on the host costs nothing (the CPU: no device to wait for)."""
+    return device.type == "cpu"
+
+
 @dataclass
 class StepOutcome:
-    """What one iteration did: the mean of each loss over processes and micro-batches, and whether its update
-    was skipped for a non-finite loss or gradient."""
+    """What one iteration did, on the device: the mean of each loss over processes and micro-batches, and 1.0 when
+    its update was skipped for a non-finite loss or gradient (else 0.0). Reading a value waits for the device."""
 
-    losses: Dict[str, float]
-    skipped: bool
+    losses: Dict[str, torch.Tensor]
+    skipped: torch.Tensor
 
     @property
-    def total(self) -> float:
+    def total(self) -> torch.Tensor:
         """The sum of the losses (what is minimised)."""
-        return sum(self.losses.values())
+        return torch.stack(list(self.losses.values())).sum()
+
+
+class BufferGuard:
+    """Puts the model's buffers back after a skipped update: the forward pass of the skipped batches has already
+    moved them (batch-norm statistics and counters). Only the buffers the first forward pass changed are kept, so
+    fixed ones (frozen batch-norm statistics, anchors) cost nothing."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.buffers = [b for b in model.buffers() if b.numel()]
+        self.saved = [b.detach().clone() for b in self.buffers]
+        self._narrowed = False
+
+    def save(self) -> None:
+        """Before the forward passes: keep a copy of every buffer that moves."""
+        if self.buffers:
+            torch._foreach_copy_(self.saved, self.buffers)
+
+    def restore_if(self, skipped: torch.Tensor) -> None:
+        """After the update: put the saved buffers back where `skipped` is 1."""
+        if not self._narrowed:  # the first update shows which buffers the forward pass moves (a one-time read)
+            moved = [i for i, (b, s) in enumerate(zip(self.buffers, self.saved)) if not torch.equal(b, s)]
+            self._narrowed = True
+        else:
+            moved = None
+        if reads_are_free(skipped.device):  # copy only when an update was skipped
+            if skipped.item() and self.buffers:
+                torch._foreach_copy_(self.buffers, self.saved)
+        else:
+            back = skipped.bool()
+            for buffer, saved in zip(self.buffers, self.saved):
+                buffer.copy_(torch.where(back, saved, buffer))
+        if moved is not None:
+            self.buffers = [self.buffers[i] for i in moved]
+            self.saved = [self.saved[i] for i in moved]
 
 
 class UpdateStep:
@@ -79,35 +126,27 @@ class UpdateStep:
         self.amp_dtype = amp_dtype
         self.grad_scaler = grad_scaler
         self._targets: Optional[List[Target]] = None
-        self._clip_counts: Dict[str, int] = {}  # each clipper's skip count at the last look
-        # Batch-norm statistics move in the forward pass: a skipped update puts them back (see `_restore_buffers`).
-        self._buffers = [b for b in model.buffers() if b.numel()]
-        self._saved_buffers = [b.detach().clone() for b in self._buffers]
+        self.buffers = BufferGuard(model)
 
     def __call__(self, batches: Iterator[Any], iteration: int) -> StepOutcome:
         """Run iteration `iteration` on the next micro-batches of `batches`."""
         due = [unit for unit in self.units if unit.is_due(iteration)]
-        if self._buffers:
-            torch._foreach_copy_(self._saved_buffers, self._buffers)
+        self.buffers.save()
         losses = self._accumulate_gradients(batches)
         names = sorted(losses)
+        means = torch.stack([losses[name].float() for name in names])
         if get_world_size() > 1:  # one collective for every loss: the mean, non-finite if any process's is
-            means = (all_reduce_sum(torch.stack([losses[n] for n in names])) / get_world_size()).tolist()
-        else:
-            means = [losses[n].item() for n in names]
-        outcome = StepOutcome(dict(zip(names, means)), skipped=False)
-        if math.isfinite(outcome.total):
-            outcome.skipped = not self._update(due)
-            if outcome.skipped:
-                logger.warning("Non-finite gradient at iteration %d: update skipped", iteration)
-        else:
-            logger.warning("Non-finite loss %s at iteration %d: update skipped", outcome.total, iteration)
-            outcome.skipped, due = True, self.units  # every gradient since the last update may hold the NaN
+            means = all_reduce_sum(means) / get_world_size()
+        loss_flag = is_non_finite(means)
+        skipped = self._update(due, loss_flag)
         for unit in due:
             unit.optimizer.zero_grad(set_to_none=True)
-        if outcome.skipped and self._buffers:
-            torch._foreach_copy_(self._buffers, self._saved_buffers)  # as if the skipped batches were never seen
-        return outcome
+        waiting = [unit for unit in self.units if unit not in due]
+        if waiting and loss_flag.item():  # their gradients since the last update may hold the NaN: drop them
+            for unit in waiting:
+                unit.optimizer.zero_grad(set_to_none=True)
+        self.buffers.restore_if(skipped)  # as if the skipped batches were never seen
+        return StepOutcome(dict(zip(names, means.unbind())), skipped)
 
     def _loss_targets(self, loss_names: Sequence[str]) -> List[Target]:
         """The backward passes of a micro-batch: one per set of losses the optimizers minimise."""
@@ -158,33 +197,29 @@ class UpdateStep:
                 loss.backward(inputs=params, retain_graph=index < len(self._targets) - 1)
         return losses
 
-    def _update(self, due: List[SolverUnit]) -> bool:
-        """Step the due optimizers; return whether every update was applied (none skipped for inf/NaN)."""
+    def _update(self, due: List[SolverUnit], loss_flag: torch.Tensor) -> torch.Tensor:
+        """Step the due optimizers unless `loss_flag` is set; return the update's verdict on the device: 1.0 when any
+        of them skipped (a non-finite loss, a guard's non-finite gradient, a GradScaler's overflow)."""
         for unit in due:
             if unit.step_interval > 1:  # the mean, not the sum, of the gradients since its last step
                 grads = [p.grad for p in unit.params() if p.grad is not None]
                 torch._foreach_mul_(grads, 1.0 / unit.step_interval)
+            if unit.guard is not None:
+                unit.guard.expect_step(skip_if=loss_flag)
+        unguarded_skip = any(unit.guard is None for unit in due) and bool(loss_flag.item())
+        stepping = [unit for unit in due if unit.guard is not None or not unguarded_skip]
+        flags = [loss_flag]
         if self.grad_scaler is None:
-            for unit in due:
+            for unit in stepping:
                 unit.optimizer.step()
-            applied = True
         else:
-            scale = self.grad_scaler.get_scale()
-            for unit in due:
-                self.grad_scaler.unscale_(unit.optimizer)  # clipping must see true gradients
-                self.grad_scaler.step(unit.optimizer)
-            if due:
-                self.grad_scaler.update()
-            applied = self.grad_scaler.get_scale() >= scale  # the scale shrinks exactly when it skipped
-        return self._guards_took_every_update(due) and applied
-
-    def _guards_took_every_update(self, due: List[SolverUnit]) -> bool:
-        """Whether no gradient guard skipped one of these updates (its counter did not move since the last look)."""
-        taken = True
-        for unit in due:
-            clipper = getattr(unit.optimizer, "grad_clipper", None)
-            if clipper is not None:
-                count = clipper.num_skipped
-                taken &= count == self._clip_counts.get(unit.name, 0)
-                self._clip_counts[unit.name] = count
-        return taken
+            scaler = self.grad_scaler
+            before = scaler._scale.clone()  # its scale shrinks exactly when it skips (read without a host sync)
+            for unit in stepping:
+                scaler.unscale_(unit.optimizer)  # clipping must see true gradients
+                scaler.step(unit.optimizer)
+            if stepping:
+                scaler.update()
+            flags.append((scaler._scale < before).float())
+        flags += [unit.guard.last_flag for unit in stepping if unit.guard is not None and unit.guard.last_flag is not None]
+        return torch.stack([flag.to(loss_flag.device) for flag in flags]).amax()

@@ -5,7 +5,7 @@ import logging
 import os
 from typing import Dict, Protocol
 
-from pet.engine.persistence.checkpointer import atomic_write, no_follow
+from pet.engine.persistence.safe_files import atomic_write, no_follow
 from pet.engine.loop.events import EventStorage
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import os
 import random
 import re
 import shutil
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, FrozenSet, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.engine.persistence.safe_files import atomic_write, safe_output_path, safe_torch_load
 from pet.state_fields import require_fields
 from pet.engine.distributed.process_group import all_gather_objects, all_reduce_sum, get_rank, get_world_size
 from pet.solver.optimizers.shards import local_shards
@@ -38,48 +39,6 @@ logger = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAMES = ("model_final", "model_last_good")
 _PERIODIC = re.compile(r"^model_(\d+)(\.pth)?$")
-
-
-def safe_output_path(folder: str, name: str) -> str:
-    """`folder/name`, refused when it is a symbolic link: outputs are never written through one (it could point
-    outside the output folder)."""
-    path = os.path.join(folder, name)
-    if os.path.islink(path):
-        raise CheckpointError(f"refusing to follow the symbolic link {path} -> {os.readlink(path)} in the output "
-                              "folder; remove it")
-    return path
-
-
-def no_follow(path: str, flags: int) -> int:
-    """An `opener` for `open()` that refuses a symbolic link at `path` (closing the gap between a check and the
-    open)."""
-    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
-
-
-def atomic_write(path: str, write: Any) -> None:
-    """Call `write(file)` on a temporary file, make it durable, and rename it to `path`.
-
-    The temporary file is created exclusively (never through an existing file or link), and the rename replaces
-    `path` itself: a symbolic link there is replaced, not followed.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):  # left by a crashed process with the same pid
-        os.remove(tmp)
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)  # make the rename itself durable
-    finally:
-        os.close(descriptor)
 
 
 def capture_rng_state() -> Dict[str, Any]:
@@ -159,47 +118,60 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, saved: Dict[str, An
                               f"has [{describe(now)}]: the model or the SOLVER.OPTIMIZER grouping changed{differ}")
 
 
-def state_of(obj: Any) -> Dict[str, Any]:
-    """`obj.state_dict()`; an optimizer's also names its class, so that a checkpoint of another optimizer is
-    refused by name rather than failing on a missing state key."""
-    state = obj.state_dict()
-    if isinstance(obj, torch.optim.Optimizer):
-        state = dict(state, optimizer_class=type(obj).__name__)
-    return state
-
-
-def check_optimizer_class(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
-    """Refuse the state of another optimizer class, by name."""
-    saved_class = state.get("optimizer_class", type(optimizer).__name__)
-    if saved_class != type(optimizer).__name__:
-        raise CheckpointError(f"it holds the state of a {saved_class} optimizer, but this run's is "
-                              f"{type(optimizer).__name__}: SOLVER.OPTIMIZER.TYPE changed")
-
-
-@contextlib.contextmanager
-def configured_hyperparameters(optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Within the block the optimizer's state is loaded; afterwards its groups hold again the hyperparameters the
-    current config gave them (lr, weight decay, momentum, betas, ...), where torch's loading brings back the saved
-    ones."""
-    keys = getattr(optimizer, "configured_keys", None)  # set by the solver's builder; else every hyperparameter
-    configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
-                  for group in optimizer.param_groups]
-    yield
-    for group, hyperparameters in zip(optimizer.param_groups, configured):
-        group.update(hyperparameters)
-
-
 # What each torch object's state must hold before torch reads it (torch answers a missing field with a KeyError).
-_OPTIMIZER_FIELDS = {"state": dict, "param_groups": list}
+_OPTIMIZER_FIELDS = {"state": dict, "param_groups": list, "optimizer_class": str}
 _SCALER_FIELDS = {"scale": (float, int), "growth_factor": (float, int), "backoff_factor": (float, int),
                   "growth_interval": int, "_growth_tracker": int}
 
 
+class OptimizerState:
+    """An optimizer as checkpoints see it: its state saved with its class name, and loaded only into an optimizer
+    of the same class and param groups (checked before anything is loaded, so state never lands on another tensor);
+    its groups keep the hyperparameters the config gave them (`configured_keys`; None: every hyperparameter), where
+    torch's own loading brings back the saved ones. Only the state (moments, step counts) is taken."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, configured_keys: Optional[FrozenSet[str]] = None) -> None:
+        self.optimizer = optimizer
+        self.configured_keys = configured_keys
+
+    def state_dict(self) -> Dict[str, Any]:
+        """torch's state dict, naming the class."""
+        return dict(self.optimizer.state_dict(), optimizer_class=type(self.optimizer).__name__)
+
+    def check(self, state: Any) -> None:
+        """A `ValueError` or `CheckpointError` when `state` is not of this class and these param groups."""
+        require_fields(state, _OPTIMIZER_FIELDS, "optimizer")
+        if state["optimizer_class"] != type(self.optimizer).__name__:
+            raise CheckpointError(f"it holds the state of a {state['optimizer_class']} optimizer, but this run's is "
+                                  f"{type(self.optimizer).__name__}: SOLVER.OPTIMIZER.TYPE changed")
+        check_optimizer_groups(self.optimizer, state)
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Take the saved state, keep the configured hyperparameters."""
+        self.check(state)
+        with self.configured_hyperparameters():
+            self.optimizer.load_state_dict({key: value for key, value in state.items() if key != "optimizer_class"})
+
+    @contextlib.contextmanager
+    def configured_hyperparameters(self) -> Iterator[None]:
+        """Within the block the optimizer's state is loaded; afterwards its groups hold again the hyperparameters
+        the config gave them."""
+        keys = self.configured_keys
+        configured = [{key: value for key, value in group.items() if key != "params" and (keys is None or key in keys)}
+                      for group in self.optimizer.param_groups]
+        yield
+        for group, hyperparameters in zip(self.optimizer.param_groups, configured):
+            group.update(hyperparameters)
+
+
+def state_of(obj: Any) -> Dict[str, Any]:
+    """`obj.state_dict()`; a bare optimizer's through `OptimizerState`, naming its class."""
+    return (OptimizerState(obj) if isinstance(obj, torch.optim.Optimizer) else obj).state_dict()
+
+
 def load_state(obj: Any, state: Dict[str, Any]) -> None:
-    """`obj.load_state_dict(state)`. An optimizer's state must fit its param groups, and only its state (moments,
-    step counts) is taken: its groups keep their configured hyperparameters (`configured_hyperparameters`). A
-    state that does not fit the object is a `ValueError` or a `CheckpointError`; anything else is a bug and is
-    raised as it is."""
+    """`obj.load_state_dict(state)`, a bare optimizer's through `OptimizerState`. A state that does not fit the
+    object is a `ValueError` or a `CheckpointError`; anything else is a bug and is raised as it is."""
     if isinstance(obj, torch.nn.Module):
         try:
             obj.load_state_dict(state)
@@ -208,15 +180,7 @@ def load_state(obj: Any, state: Dict[str, Any]) -> None:
         return
     if isinstance(obj, torch.amp.GradScaler) and obj.is_enabled():
         require_fields(state, _SCALER_FIELDS, "grad scaler")
-    if not isinstance(obj, torch.optim.Optimizer):
-        obj.load_state_dict(state)
-        return
-    require_fields(state, _OPTIMIZER_FIELDS, "optimizer")
-    check_optimizer_class(obj, state)
-    state = {key: value for key, value in state.items() if key != "optimizer_class"}
-    check_optimizer_groups(obj, state)
-    with configured_hyperparameters(obj):
-        obj.load_state_dict(state)
+    (OptimizerState(obj) if isinstance(obj, torch.optim.Optimizer) else obj).load_state_dict(state)
 
 
 def non_finite_weights(model: torch.nn.Module, sharded: bool = False) -> List[str]:
@@ -242,7 +206,8 @@ class StateDictGroup:
     """Several named objects (the optimizers or schedulers of a run) saved and loaded as one state dict."""
 
     def __init__(self, members: Dict[str, Any]) -> None:
-        self.members = members
+        self.members = {name: OptimizerState(member) if isinstance(member, torch.optim.Optimizer) else member
+                        for name, member in members.items()}
 
     def state_dict(self) -> Dict[str, Any]:
         return {name: state_of(member) for name, member in self.members.items()}
@@ -280,24 +245,19 @@ class Checkpointer:
 
     def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None
              ) -> Optional[str]:
-        """Write `<name>.pth` holding every object, the iteration, the metadata (and `extra`) and the RNG states of
-        every process, then (with `mark`) name it in `last_checkpoint`; return its path. Every process calls it
-        (the RNG states are gathered); only an enabled one writes."""
-        rng = gather_rng_states()
-        metadata = dict(self.metadata, **(extra or {}), iteration=iteration, rng=rng)
+        """Write checkpoint `name` holding every object, the iteration, the metadata (and `extra`) and the RNG states
+        of every process, then (with `mark`) name it in `last_checkpoint`; return its path (None on a process that
+        does not write). Every process calls it: the RNG states are gathered, and an FSDP folder is written by
+        all."""
+        metadata = dict(self.metadata, **(extra or {}), iteration=iteration, rng=gather_rng_states())
         # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
         # hold the model's own tensors, so they are written before it is left.
         with self.save_context():
             self._check_finite(name, iteration)
-            if self.sharded:
-                path = self._write_folder(name, dict(self._sharded_states(), **metadata), iteration, mark)
-            elif self.enabled:
-                path = self._write(name, dict({key: state_of(obj) for key, obj in self.objects.items()}, **metadata),
-                                   mark)
-            if not self.enabled:
-                return None
-        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
-        self._prune()
+            path = self._save_folder(name, metadata, mark) if self.sharded else self._save_file(name, metadata, mark)
+        if path is not None:
+            logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+            self._prune()
         return path
 
     def _check_finite(self, name: str, iteration: int) -> None:
@@ -320,34 +280,44 @@ class Checkpointer:
         model, optimizers = self.objects["model"], self.objects["optimizers"].members
         states = {key: state_of(obj) for key, obj in self.objects.items() if key not in ("model", "optimizers")}
         states["model"] = get_model_state_dict(model)
-        states["optimizers"] = {name: dict(get_optimizer_state_dict(model, optimizer),
-                                           optimizer_class=type(optimizer).__name__)
-                                for name, optimizer in optimizers.items()}
+        states["optimizers"] = {name: dict(get_optimizer_state_dict(model, member.optimizer),
+                                           optimizer_class=type(member.optimizer).__name__)
+                                for name, member in optimizers.items()}
         return states
 
-    def _write_folder(self, name: str, data: Dict[str, Any], iteration: int, mark: bool) -> str:
+    def _save_folder(self, name: str, metadata: Dict[str, Any], mark: bool) -> Optional[str]:
+        """Every process writes its shards of folder `name` (DCP); rank 0 adds the rest and the marker."""
         path = os.path.join(self.save_dir, name)
         try:
-            write_folder(path, data, os.path.join(self.save_dir, f".{name}.tmp-{iteration}"))
+            write_folder(path, dict(self._sharded_states(), **metadata),
+                         os.path.join(self.save_dir, f".{name}.tmp-{metadata['iteration']}"))
             if self.enabled and mark:
-                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}\n".encode()))
+                self._mark(name)
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is "
                                   "intact") from None
-        return path
+        return path if self.enabled else None
 
-    def _write(self, name: str, data: Dict[str, Any], mark: bool = True) -> str:
+    def _save_file(self, name: str, metadata: Dict[str, Any], mark: bool) -> Optional[str]:
+        """Rank 0 writes `<name>.pth`, atomically, then the marker."""
+        if not self.enabled:
+            return None
         path = os.path.join(self.save_dir, f"{name}.pth")
+        data = dict({key: state_of(obj) for key, obj in self.objects.items()}, **metadata)
         try:
             atomic_write(path, lambda f: torch.save(data, f))
             if mark:
-                atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}.pth\n".encode()))
+                self._mark(f"{name}.pth")
         except OSError as e:
             kept = self.latest()
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
                                   + (f"the previous checkpoint {kept} is intact" if kept else "no checkpoint is kept")
                                   ) from None
         return path
+
+    def _mark(self, name: str) -> None:
+        """Name `name` in `last_checkpoint`, atomically."""
+        atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(f"{name}\n".encode()))
 
     def _prune(self) -> None:
         for old in self.periodic()[self.keep:]:
@@ -447,20 +417,20 @@ class Checkpointer:
         """Load the model and optimizers from checkpoint folder `path` (at any number of processes), matching
         optimizer state by parameter name; return the checkpoint with its tensors."""
         model, optimizers = self.objects["model"], self.objects["optimizers"].members
+        saved = data.get("optimizers")
         try:
-            for name, optimizer in optimizers.items():
-                saved = data["optimizers"][name]
-                check_optimizer_class(optimizer, saved)
-                check_optimizer_groups(optimizer, saved)
-        except (CheckpointError, KeyError, TypeError, AttributeError) as e:
+            require_fields(saved, {name: dict for name in optimizers}, "optimizers")
+            for name, member in optimizers.items():
+                member.check(saved[name])
+        except (CheckpointError, ValueError) as e:
             raise CheckpointError(f"checkpoint {path} does not fit this run (optimizers): {e}") from None
         tensors, _ = split_tensors(self._sharded_states())
         data = merge(read_tensors(path, tensors), data)
         set_model_state_dict(model, data["model"])
-        for name, optimizer in optimizers.items():
-            with configured_hyperparameters(optimizer):
-                set_optimizer_state_dict(model, optimizer, {key: data["optimizers"][name][key]
-                                                            for key in ("state", "param_groups")})
+        for name, member in optimizers.items():
+            with member.configured_hyperparameters():
+                set_optimizer_state_dict(model, member.optimizer, {key: data["optimizers"][name][key]
+                                                                   for key in ("state", "param_groups")})
         return data
 
 
@@ -485,12 +455,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         data = read_extra(path)
         read_metadata(path)
         return data
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for unsafe or broken files
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    return safe_torch_load(path)
 
 
 def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False) -> Dict[str, torch.Tensor]:
@@ -519,14 +484,7 @@ def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False)
 def read_checkpoint_metadata(path: str) -> Dict[str, Any]:
     """A checkpoint's contents for its metadata (classes, best score, config) without reading its tensors: a
     `.pth` file memory-mapped (tensors are read only when touched), a folder's `extra.pth`."""
-    if is_sharded_checkpoint(path):
-        return read_extra(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # as read_checkpoint: unsafe or broken files
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    data = read_extra(path) if is_sharded_checkpoint(path) else safe_torch_load(path, mmap=True)
     return data if isinstance(data, dict) else {}
 
 

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from typing import Any, List, Optional
 
-from pet.engine.persistence.checkpointer import atomic_write
+from pet.engine.persistence.safe_files import atomic_write
 from pet.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import filesystem, metadata as dcp_metadata
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
+from pet.engine.persistence.safe_files import safe_torch_load
 from pet.errors import CheckpointError
 
 EXTRA = "extra.pth"
@@ -146,12 +147,10 @@ def write_folder(folder: str, data: Dict[str, Any], temporary: str) -> None:
 def read_extra(folder: str) -> Dict[str, Any]:
     """The non-tensor part of a checkpoint folder (tensors and plain containers only, never code)."""
     path = os.path.join(folder, EXTRA)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint folder {folder} has no {EXTRA}: it was not completely written") from None
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {' '.join(str(e).split())[:300]}") from None
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint folder {folder} has no {EXTRA}: it is no checkpoint folder of this project, "
+                              "or was not completely written")
+    return safe_torch_load(path)
 
 
 def read_tensors(folder: str, template: Dict[str, Any]) -> Dict[str, Any]:

@@ -57,7 +57,7 @@ def find_lr(cfg: Any, start: float, end: float, iters: int) -> LRSweep:
     for i in range(iters):
         for group, factor in zip(optimizer.param_groups, relative):
             group["lr"] = sweep.lr(i) * factor
-        stop = sweep.record(step(batches, i).total)
+        stop = sweep.record(step(batches, i).total.item())  # the sweep decides on every loss
         if stop or (i + 1) % max(1, iters // PROGRESS_LINES) == 0:
             logger.info("lr_find: update %d/%d  base lr %.3g  loss %.4g  smoothed %.4g", i + 1, iters, sweep.lrs[-1],
                         sweep.losses[-1], sweep.smoothed[-1])

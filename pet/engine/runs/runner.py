@@ -20,13 +20,14 @@ from pet.errors import CheckpointError, DistributedError
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.runs.allocator import keep_freed_memory
-from pet.engine.persistence.checkpointer import (Checkpointer, StateDictGroup, checkpoint_classes, checkpoint_weights,
-                                   safe_output_path)
+from pet.engine.persistence.checkpointer import (Checkpointer, OptimizerState, StateDictGroup, checkpoint_classes,
+                                                 checkpoint_weights)
+from pet.engine.persistence.safe_files import safe_output_path
 from pet.engine.distributed.process_group import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                     is_main_process)
 from pet.engine.distributed.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
 from pet.engine.loop.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
-                              PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook, computes_norm)
+                              PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook)
 from pet.engine.runs.logs import attach_log_file, setup_logging
 from pet.engine.persistence.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.distributed.preemption import StopSignals
@@ -225,7 +226,8 @@ def build_checkpointer(cfg: Any, model: torch.nn.Module, data: RunData, solver: 
                         metadata={"config": cfg.dump(), "world_size": world_size,
                                   "classes": class_names(data.train_set)},
                         save_context=save_context, sharded=is_sharded(model), model=model,
-                        optimizers=StateDictGroup({u.name: u.optimizer for u in units}),
+                        optimizers=StateDictGroup({u.name: OptimizerState(u.optimizer, u.configured_keys)
+                                                   for u in units}),
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,
                         **extra)
 
@@ -292,8 +294,7 @@ def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[
         IterationTimer(),
         LRSchedulerHook(solver.units),
         SharedBuffersHook(share) if share is not None else None,
-        GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(computes_norm(u.optimizer) for u in solver.units)
-        else None,
+        GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(u.computes_norm() for u in solver.units) else None,
         solver.ema,  # after the update, before it is evaluated or saved
         eval_hook,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD, eval_hook),  # before the checkpoint: metrics are on disk

@@ -21,7 +21,7 @@ from torch.distributed.tensor import DTensor
 from pet.config import get_cfg, validate_optimizer_cfg
 from pet.errors import ConfigError
 from pet.solver.optimizers.fused_kernels import FusedFirstStepGuard, needs_first_step_guard
-from pet.solver.optimizers.guard import add_gradient_clipping
+from pet.solver.optimizers.guard import GradientGuard, add_gradient_guard
 from pet.solver.optimizers.lars import LARS
 from pet.solver.param_groups.layer_decay import UnsupportedModel
 from pet.solver.optimizers.types import KEY_ARGUMENTS, OptimizerType, optimizer_type
@@ -105,14 +105,32 @@ def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[st
         raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {e}") from None
 
 
-def build_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str] = (),
-                    key: str = "SOLVER.OPTIMIZER") -> torch.optim.Optimizer:
-    """A torch optimizer over `model` (or its `modules`) with merged param groups and the gradient guard.
+@dataclass(frozen=True)
+class GuardedOptimizer:
+    """A built optimizer with what the trainer and checkpoints must know of it, written down rather than stuck onto
+    the torch object.
+
+    Attributes:
+        optimizer: the torch optimizer itself (its class as configured, never a subclass).
+        guard: its gradient guard (clipping and the non-finite check, a step pre-hook), or None when both are off.
+        configured_keys: the param-group keys that come from the config (lrs, decays, constructor arguments): a
+            resume takes these from the config and the rest of a group's state from the checkpoint.
+    """
+
+    optimizer: torch.optim.Optimizer
+    guard: Optional[GradientGuard]
+    configured_keys: FrozenSet[str]
+
+
+def build_guarded_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str] = (),
+                            key: str = "SOLVER.OPTIMIZER") -> GuardedOptimizer:
+    """A torch optimizer over `model` (or its `modules`) with merged param groups, and its gradient guard.
 
     `key` names the settings in error messages. Example:
         >>> spec = OptimizerSpec(optimizer_type("SGD"), GroupRules(base_lr=0.1, weight_decay=1e-4),
         ...                      {"momentum": 0.9}, guard=("full_model", 1.0, 2.0))
-        >>> optimizer = build_optimizer(model, spec)  # torch.optim.SGD, fused on CPU and CUDA
+        >>> built = build_guarded_optimizer(model, spec)  # torch.optim.SGD, fused on CPU and CUDA
+        >>> built.optimizer.step(); built.guard.num_skipped
     """
     try:
         groups = build_param_groups(model, spec.rules, modules)
@@ -123,16 +141,19 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str
     check_supported(spec.kind, groups, key)
     kwargs = dict(spec.kwargs, **implementation_kwargs(spec.kind, groups, spec.implementation, key))
     optimizer = construct_optimizer(spec.kind.cls, groups, kwargs, key=f"{key}.TYPE")
-    # What a resume takes from the config rather than from the checkpoint (the rest of a group is state).
-    optimizer.configured_keys = {"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude",
-                                 *kwargs}
-    if spec.guard is not None:
-        add_gradient_clipping(optimizer, *spec.guard)
+    guard = add_gradient_guard(optimizer, *spec.guard) if spec.guard is not None else None
     if needs_first_step_guard(optimizer):
         FusedFirstStepGuard(optimizer)
     logger.info("Optimizer %s with %d parameter groups:\n%s", spec.kind.cls.__name__, len(optimizer.param_groups),
                 format_param_groups(optimizer))
-    return optimizer
+    configured = frozenset({"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude", *kwargs})
+    return GuardedOptimizer(optimizer, guard, configured)
+
+
+def build_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str] = (),
+                    key: str = "SOLVER.OPTIMIZER") -> torch.optim.Optimizer:
+    """The torch optimizer of `build_guarded_optimizer` (its guard registered as a step pre-hook)."""
+    return build_guarded_optimizer(model, spec, modules, key).optimizer
 
 
 # ------------------------------------------------------------------------------------------ the config adapter
@@ -285,4 +306,8 @@ class Optimizer:
 
     def build(self) -> torch.optim.Optimizer:
         """Return a `torch.optim.Optimizer` with merged param groups and the gradient guard, as configured."""
-        return build_optimizer(self.model, optimizer_spec(self.cfg, self.key), self.modules, self.key)
+        return self.build_guarded().optimizer
+
+    def build_guarded(self) -> GuardedOptimizer:
+        """The optimizer with its guard and configured keys: what a run's solver units are made of."""
+        return build_guarded_optimizer(self.model, optimizer_spec(self.cfg, self.key), self.modules, self.key)

@@ -9,7 +9,7 @@ model to evaluate it.
 """
 import contextlib
 import math
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 from torch import nn
@@ -45,7 +45,14 @@ class WeightEMA:
         self.copied = [t for _, t in named if not t.is_floating_point()]
         self.average = [t.detach().clone() for t in self.tensors]
         self.average_copied = [t.detach().clone() for t in self.copied]
-        self.updates = 0
+        self.device = (self.tensors or self.copied)[0].device
+        # The average's own update count, on the device: updates may be counted from flags the host never reads.
+        self._updates = torch.zeros((), dtype=torch.float64, device=self.device)
+
+    @property
+    def updates(self) -> int:
+        """The average's updates so far (reading it waits for the device)."""
+        return int(self._updates.item())
 
     def decay_at(self, n: int) -> float:
         """The decay of average update n (1-based)."""
@@ -54,14 +61,20 @@ class WeightEMA:
         return self.decay * (1.0 - math.exp(-n / self.warmup_iters))
 
     @torch.no_grad()
-    def update(self) -> None:
-        """Move the average towards the model's current tensors (call after a real optimizer update)."""
-        self.updates += 1
+    def update(self, taken: Optional[torch.Tensor] = None) -> None:
+        """Move the average towards the model's current tensors: after a real optimizer update, or, with `taken` (a
+        0-dim 0/1 tensor), only where it is 1, decided on the device without a host read."""
+        taken = torch.ones((), device=self.device) if taken is None else taken.to(self.device)
+        self._updates += taken
+        n = self._updates
+        decay = self.decay * -torch.expm1(-n / self.warmup_iters) if self.warmup_iters else torch.full_like(n, self.decay)
+        weight = ((1.0 - decay) * taken).float()
         # Sharded (FSDP) parameters and their averages are moved shard by shard, beside the plain buffers.
         torch._foreach_lerp_(local_shards(self.average)[0], local_shards([t.detach() for t in self.tensors])[0],
-                             1.0 - self.decay_at(self.updates))
-        if self.copied:
-            torch._foreach_copy_(self.average_copied, self.copied)
+                             weight)
+        keep = taken.bool()
+        for average, tensor in zip(self.average_copied, self.copied):
+            average.copy_(torch.where(keep, tensor, average))
 
     @contextlib.contextmanager
     @torch.no_grad()
@@ -95,5 +108,5 @@ class WeightEMA:
         with torch.no_grad():
             for name, tensor in zip(names, self.average + self.average_copied):
                 tensor.copy_(saved[name])
-        self.updates = int(state["updates"])
+        self._updates.fill_(state["updates"])
 

@@ -1,10 +1,13 @@
-"""The step pre-hook that clips gradients and skips updates whose gradients are not finite, for every optimizer.
+"""The gradient guard: a step pre-hook that clips gradients and skips updates whose gradients are not finite, for
+every optimizer (with clipping off it is the non-finite check alone).
 
 A non-finite gradient skips the update: parameters and optimizer state (momentum, Adam moments, step counts) stay
 untouched. With torch's fused kernels this costs no host synchronisation: the hook hands the kernels its flag as
-`found_inf` (see `fused_step`), and they skip the update themselves; `full_model` clipping rides along as their
+`found_inf` (see `fused_kernels`), and they skip the update themselves; `full_model` clipping rides along as their
 `grad_scale`, so the gradients are read once instead of three times. Other kernels need the answer on the host:
-the hook then removes the gradients (`grad = None`) of a bad update. Skips are counted in `num_skipped`.
+the hook then removes the gradients (`grad = None`) of a bad update. The caller may add a reason of its own to skip
+the next update (`expect_step`: a non-finite loss), on the device too. Each step's verdict stays on the device
+(`last_flag`); skips are counted in `num_skipped`.
 """
 import logging
 import math
@@ -44,9 +47,9 @@ class SkipCounter:
         return self._host + (int(self._device.item()) if self._device is not None else 0)
 
 
-class GradientClipper:
+class GradientGuard:
     """A step pre-hook that clips the gradients of all the optimizer's parameters before each update, and skips
-    the update when they are not finite.
+    the update when they are not finite (or when `expect_step` said so).
 
     Args:
         clip_type: `full_model`, `norm`, `value`, or `none` (the non-finite check alone).
@@ -54,9 +57,9 @@ class GradientClipper:
         norm_type: the p of the p-norm; `inf` for the largest magnitude.
 
     Example:
-        >>> clipper = add_gradient_clipping(optimizer, "full_model", 1.0)
+        >>> guard = add_gradient_guard(optimizer, "full_model", 1.0)
         >>> loss.backward(); optimizer.step()  # clipped first; skipped if a gradient is inf or NaN
-        >>> clipper.num_skipped
+        >>> guard.num_skipped
         0
     """
 
@@ -71,6 +74,16 @@ class GradientClipper:
         # The global norm of the true gradients before clipping, of the last update, on their device (read it
         # only where it is logged: reading synchronises); None where the clip type computes no norm.
         self.last_norm: Optional[Tensor] = None
+        # The last step's verdict on the device: 1.0 when it skipped the update, else 0.0.
+        self.last_flag: Optional[Tensor] = None
+        self._extra: Optional[Tensor] = None  # a reason of the caller's to skip the next update (`expect_step`)
+
+    def expect_step(self, skip_if: Optional[Tensor] = None) -> None:
+        """Before a step: forget the last verdict (a step that never reaches the hook, one a GradScaler skipped,
+        leaves `last_flag` None), and skip the coming update also when `skip_if` (a 0-dim 0/1 tensor: a non-finite
+        loss) is 1, decided where the gradients' own check is: on the device for fused kernels."""
+        self.last_flag = None
+        self._extra = skip_if
 
     @property
     def num_skipped(self) -> int:
@@ -78,24 +91,31 @@ class GradientClipper:
         return self.skips.total
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        extra, self._extra = self._extra, None
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
+            self.last_flag = extra
             return
         grads, group = local_shards([p.grad for p in params])  # FSDP: this process's shards, reduced over group
         if is_fused(optimizer):
-            self._before_fused_step(optimizer, grads, group)
+            self._before_fused_step(optimizer, grads, group, extra)
         else:
-            self._before_host_step(params, grads, group)
+            self._before_host_step(params, grads, group, extra)
 
-    def _before_host_step(self, params: List[Tensor], grads: List[Tensor], group: Group) -> None:
+    def _before_host_step(self, params: List[Tensor], grads: List[Tensor], group: Group,
+                          extra: Optional[Tensor]) -> None:
         flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+        if extra is not None:
+            flag = torch.maximum(flag, extra.to(flag.device))
+        self.last_flag = flag
         if flag.item():  # the update must not run
             self.skips.add_host_skip()
             for p in params:
                 p.grad = None
             logger.warning("Non-finite gradient: update skipped (%d skipped so far)", self.num_skipped)
 
-    def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor], group: Group) -> None:
+    def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor], group: Group,
+                           extra: Optional[Tensor]) -> None:
         attributes = self._attributes
         attributes.save(optimizer)
         scale = attributes.scaler_scale  # set when a GradScaler hands over scaled gradients
@@ -108,6 +128,9 @@ class GradientClipper:
             if scale is not None and self.clip_type != "none":
                 attributes.unscale(optimizer, grads)  # per-tensor and value limits apply to true gradients
             flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+        if extra is not None:
+            flag = torch.maximum(flag, extra.to(flag.device))
+        self.last_flag = flag
         self.skips.add_device_flag(flag)
         attributes.set_found_inf(optimizer, flag)
 
@@ -116,11 +139,10 @@ class GradientClipper:
         self._attributes.restore(optimizer)
 
 
-def add_gradient_clipping(optimizer: torch.optim.Optimizer, clip_type: str, clip_value: float = math.inf,
-                          norm_type: float = 2.0) -> GradientClipper:
-    """Register a `GradientClipper` on `optimizer` (kept as `optimizer.grad_clipper`, for its skip count)."""
-    clipper = GradientClipper(clip_type, clip_value, norm_type)
-    optimizer.register_step_pre_hook(clipper)
-    optimizer.register_step_post_hook(clipper.restore_step_attributes)
-    optimizer.grad_clipper = clipper
-    return clipper
+def add_gradient_guard(optimizer: torch.optim.Optimizer, clip_type: str, clip_value: float = math.inf,
+                       norm_type: float = 2.0) -> GradientGuard:
+    """Register a `GradientGuard` on `optimizer` and return it (keep it: its skip count and last norm)."""
+    guard = GradientGuard(clip_type, clip_value, norm_type)
+    optimizer.register_step_pre_hook(guard)
+    optimizer.register_step_post_hook(guard.restore_step_attributes)
+    return guard

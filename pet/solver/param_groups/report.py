@@ -1,13 +1,21 @@
-"""The parameter-group report printed before training: one row per group."""
+"""The parameter-group report printed before training (one row per group), and the names groups are known by in
+logs, metrics and checkpoints."""
+from typing import List
+
 import torch
+
+
+def group_names(optimizer: torch.optim.Optimizer) -> List[str]:
+    """Each param group's `name`, or its index where a group has none (a hand-built optimizer)."""
+    return [str(group.get("name", index)) for index, group in enumerate(optimizer.param_groups)]
 
 
 def format_param_groups(optimizer: torch.optim.Optimizer) -> str:
     """A fixed-width table of the optimizer's groups: name, tensors, parameters, lr, weight decay."""
     rows = [("group", "tensors", "parameters", "lr", "weight_decay")]
-    for index, group in enumerate(optimizer.param_groups):
+    for name, group in zip(group_names(optimizer), optimizer.param_groups):
         rows.append((
-            str(group.get("name", index)),
+            name,
             str(len(group["params"])),
             f"{sum(p.numel() for p in group['params']):,}",
             f"{group.get('initial_lr', group['lr']):.6g}",

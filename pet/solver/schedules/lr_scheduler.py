@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from pet.config import validate_scheduler_cfg
 from pet.config.schema import check_section
 from pet.config.solver_keys import SOLVER
+from pet.solver.param_groups.report import group_names
 from pet.solver.schedules.from_config import scheduler_arguments
 from pet.solver.schedules.scheduled_fields import ScheduledField
 from pet.solver.schedules.lr_schedule import LRSchedule
@@ -101,19 +102,15 @@ class ClosedFormScheduler(LRScheduler):
             return False
         return max(new / old, old / new) > self.log_threshold
 
-    def group_names(self) -> List[str]:
-        """The names of the optimizer's groups, in order (their index where a group has no name)."""
-        return [str(group.get("name", index)) for index, group in enumerate(self.optimizer.param_groups)]
-
     def state_dict(self) -> Dict[str, Any]:
-        """The update count, the group names it applies to, and the last lrs (for inspection)."""
-        return {"last_epoch": self.last_epoch, "_step_count": self._step_count, "group_names": self.group_names(),
-                "base_lrs": list(self.base_lrs), "last_lr": list(self._last_lr)}
+        """The update count and the group names it applies to: the lrs themselves come from the config."""
+        return {"last_epoch": self.last_epoch, "_step_count": self._step_count,
+                "group_names": group_names(self.optimizer)}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Resume at the saved update count and rewrite every group's lr from its initial_lr."""
         require_fields(state_dict, {"last_epoch": int, "_step_count": int, "group_names": list}, "scheduler")
-        saved, current = state_dict["group_names"], self.group_names()
+        saved, current = state_dict["group_names"], group_names(self.optimizer)
         if list(saved) != current:
             raise ValueError(f"scheduler state was saved for param groups {list(saved)}, but the optimizer now "
                              f"has {current}; the model or the grouping rules changed since the checkpoint")

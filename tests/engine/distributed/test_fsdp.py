@@ -22,6 +22,7 @@ from pet.engine.distributed.fsdp import shard_blocks
 from pet.solver import Optimizer
 from pet.solver.optimizers.lars import LARS
 from tests.engine.distributed_processes import run_in_processes
+from tests.guard_of import guard_of
 
 CLIPS = [("full_model", 2.0), ("full_model", 1.0), ("full_model", math.inf), ("norm", 2.0), ("norm", math.inf),
          ("value", 2.0), ("none", 2.0)]
@@ -114,7 +115,7 @@ def clipping_matches_torch_on_full_tensors(rank: int, world_size: int) -> None:
                 clip_by_hand(full, clip_type, norm_type)
                 reference.step()
                 if expected_norm is not None:
-                    torch.testing.assert_close(optimizer.grad_clipper.last_norm, expected_norm, msg=what)
+                    torch.testing.assert_close(guard_of(optimizer).last_norm, expected_norm, msg=what)
             assert_same(model, full, optimizer, reference, what)
 
 
@@ -129,7 +130,7 @@ def a_non_finite_shard_skips_the_update_everywhere(rank: int, world_size: int) -
         reference.step()
         give_gradients(model, full, seed=2, poison_rank=1)  # only process 1 sees it
         optimizer.step()  # skipped on both: the reference takes no step
-        assert optimizer.grad_clipper.num_skipped == 1, (rank, opt_type, clip_type)
+        assert guard_of(optimizer).num_skipped == 1, (rank, opt_type, clip_type)
         assert_same(model, full, optimizer, reference, f"{opt_type} {clip_type} after the skip")
 
 

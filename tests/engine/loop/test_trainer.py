@@ -12,7 +12,8 @@ from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
 from pet.engine.loop.hooks import GradNormHook
 from pet.engine.evaluation.tasks import model_losses
-from pet.solver import GradientClipper, Optimizer
+from pet.solver import GradientGuard, Optimizer
+from pet.solver.units import SolverUnit
 
 
 def mlp(seed=0):
@@ -30,8 +31,8 @@ def make_trainer(model, batch_size=8, accumulation=1, amp_dtype=None, scaler=Non
     cfg.merge_from_list(["SOLVER.OPTIMIZER.TYPE", opt_type, "SOLVER.OPTIMIZER.BASE_LR", 0.1])
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, batch_size, accumulation, seed=5,
                                                                      start_iter=start_iter))
-    optimizer = Optimizer(model, cfg.SOLVER.OPTIMIZER).build()
-    return Trainer(model, classification_losses, data, optimizer, torch.device("cpu"), accumulation=accumulation,
+    unit = SolverUnit.of(Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded())
+    return Trainer(model, classification_losses, data, [unit], torch.device("cpu"), accumulation=accumulation,
                    amp_dtype=amp_dtype, grad_scaler=scaler)
 
 
@@ -200,7 +201,6 @@ def plain_sgd(model, modules, lr=0.5):
 
 
 def test_each_optimizer_gets_the_gradient_of_its_own_losses_only():
-    from pet.solver.units import SolverUnit
 
     model, reference = TwoHeads(), TwoHeads()
     units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a")), losses=("loss_a",)),
@@ -217,13 +217,12 @@ def test_each_optimizer_gets_the_gradient_of_its_own_losses_only():
 
 
 def test_a_step_interval_averages_gradients_like_accumulation():
-    from pet.solver.units import SolverUnit
 
     accumulated, interval = mlp(), mlp()
     make_trainer(accumulated, accumulation=2).train(0, 3)
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1])
-    unit = SolverUnit("", Optimizer(interval, cfg.SOLVER.OPTIMIZER).build(), step_interval=2)
+    unit = SolverUnit.of(Optimizer(interval, cfg.SOLVER.OPTIMIZER).build_guarded(), step_interval=2)
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
     Trainer(interval, classification_losses, data, [unit], torch.device("cpu")).train(0, 6)
     for p, q in zip(accumulated.parameters(), interval.parameters()):
@@ -232,7 +231,6 @@ def test_a_step_interval_averages_gradients_like_accumulation():
 
 def test_a_loss_name_the_model_does_not_return_is_a_config_error():
     from pet.config import ConfigError
-    from pet.solver.units import SolverUnit
 
     model = TwoHeads()
     units = [SolverUnit("a", plain_sgd(model, ("trunk", "head_a", "head_b")), losses=("loss_c",))]
@@ -267,7 +265,7 @@ def test_consecutive_skips_stop_the_run_and_save_the_last_good_state(tmp_path):
 def test_non_finite_gradients_are_skipped_without_clipping(opt_type):
     model = FailsAt(mlp(), inf_grad_at=(2,))
     trainer = make_trainer(model, opt_type=opt_type)
-    assert trainer.units[0].optimizer.grad_clipper.clip_type == "none"  # NONFINITE.CHECK_GRADIENTS is on
+    assert trainer.units[0].guard.clip_type == "none"  # NONFINITE.CHECK_GRADIENTS is on
     snapshots = ParamsAfterEachStep()
     trainer.register_hooks([snapshots])
     trainer.train(0, 4)
@@ -299,9 +297,10 @@ def test_non_finite_gradients_at_the_first_update_leave_no_trace_with_fused_sgd(
 def test_the_gradient_check_can_be_turned_off():
     cfg = get_cfg()
     cfg.SOLVER.OPTIMIZER.NONFINITE.CHECK_GRADIENTS = False
-    optimizer = Optimizer(mlp(), cfg.SOLVER.OPTIMIZER).build()
-    assert not hasattr(optimizer, "grad_clipper")
-    assert not any(isinstance(getattr(hook, "__self__", hook), GradientClipper)
+    built = Optimizer(mlp(), cfg.SOLVER.OPTIMIZER).build_guarded()
+    optimizer = built.optimizer
+    assert built.guard is None
+    assert not any(isinstance(getattr(hook, "__self__", hook), GradientGuard)
                    for hook in optimizer._optimizer_step_pre_hooks.values())
 
 
@@ -324,7 +323,8 @@ def test_a_model_returning_a_dict_of_losses_is_trained_on_their_sum_and_each_is_
                          "SOLVER.OPTIMIZER.WEIGHT_DECAY", 0.0])
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, 1, seed=5))
     batch = next(iter(data))
-    trainer = Trainer(model, model_losses, data, Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), torch.device("cpu"))
+    trainer = Trainer(model, model_losses, data, [SolverUnit.of(Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded())],
+                      torch.device("cpu"))
     trainer.train(0, 1)
 
     losses = reference(*batch)  # the same update by hand: plain SGD on the sum
@@ -383,7 +383,7 @@ def test_a_skipped_update_leaves_the_batch_norm_statistics_as_they_were():
     bad_batch = next(b for i, b in enumerate(sampler) if i == 2)  # the samples of iteration 2
     cfg = get_cfg()
     trainer = Trainer(model, classification_losses, DataLoader(NanImagesAt(bad_batch[:1]), batch_sampler=sampler),
-                      Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), torch.device("cpu"))
+                      [SolverUnit.of(Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded())], torch.device("cpu"))
     buffers = BuffersAfterEachStep()
     trainer.register_hooks([buffers])
     trainer.train(0, 5)
@@ -447,7 +447,8 @@ def check_grad_norm(clip_type, norm_type, implementation, scaler=None):
     for p in params:
         p.register_post_accumulate_grad_hook(lambda p: gradients.append(p.grad.clone()))
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
-    trainer = Trainer(model, classification_losses, data, Optimizer(model, cfg.SOLVER.OPTIMIZER).build(),
+    trainer = Trainer(model, classification_losses, data,
+                      [SolverUnit.of(Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded())],
                       torch.device("cpu"), amp_dtype=torch.float16 if scaler else None, grad_scaler=scaler)
     scale = scaler.get_scale() if scaler else 1.0
     recorder = GradNormRecorder()
@@ -497,12 +498,11 @@ def test_a_stop_signal_on_the_last_iteration_ends_the_run_normally():
 
 
 def test_a_nan_loss_clears_the_gradients_of_an_optimizer_that_is_not_due():
-    from pet.solver.units import SolverUnit
 
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.OPTIMIZER.BASE_LR", 0.1])
     model = FailsAt(mlp(), nan_loss_at=(1,))  # iteration 0; the unit steps after iterations 1, 3, ...
-    unit = SolverUnit("", Optimizer(model, cfg.SOLVER.OPTIMIZER).build(), step_interval=2)
+    unit = SolverUnit.of(Optimizer(model, cfg.SOLVER.OPTIMIZER).build_guarded(), step_interval=2)
     data = DataLoader(dataset(), batch_sampler=ResumableBatchSampler(96, 8, seed=5))
     trainer = Trainer(model, classification_losses, data, [unit], torch.device("cpu"))
     trainer.train(0, 2)

@@ -133,7 +133,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact_and_says_so(tmp_path,
 
 
 def test_outputs_are_never_written_through_a_symbolic_link(tmp_path):
-    from pet.engine.persistence.checkpointer import safe_output_path
+    from pet.engine.persistence.safe_files import safe_output_path
     from pet.engine.loop.writers import JSONWriter
 
     outside = tmp_path / "outside.txt"

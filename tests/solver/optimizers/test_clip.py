@@ -9,6 +9,7 @@ from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 from pet.config import get_cfg
 from pet.solver import Optimizer
 from tests.toy_model import fill_grads, toy_model
+from tests.guard_of import guard_of
 
 CLIP_VALUE = 0.7
 
@@ -71,7 +72,7 @@ def test_gradients_after_the_hook_equal_torch_clipping(clip_type, norm_type):
     for p, g in zip(expected_params, unclipped):
         p.grad = g.clone()
     torch_clip(expected_params, clip_type, norm_type)
-    optimizer.grad_clipper(optimizer, (), {})
+    guard_of(optimizer)(optimizer, (), {})
     for p, q in zip(params, expected_params):
         torch.testing.assert_close(p.grad, q.grad)
     assert any(not torch.equal(g, p.grad) for g, p in zip(unclipped, params))  # it did clip something
@@ -112,7 +113,7 @@ def test_fused_clipping_works_under_a_grad_scaler_that_did_not_unscale():
 def test_clipping_is_a_step_pre_hook_not_a_new_class():
     optimizer = Optimizer(toy_model(), solver_cfg("ADAMW", "full_model")).build()
     assert type(optimizer) is torch.optim.AdamW
-    assert optimizer.grad_clipper in optimizer._optimizer_step_pre_hooks.values()
+    assert guard_of(optimizer) in optimizer._optimizer_step_pre_hooks.values()
 
 
 @pytest.mark.parametrize("opt_type", ["SGD", "ADAMW", "ADAM", "RMSPROP", "LARS"])
@@ -130,7 +131,7 @@ def test_a_non_finite_gradient_skips_the_update(opt_type, clip_type, bad):
     model.head.fc.weight.grad[0, 0] = bad
     optimizer.step()
 
-    assert optimizer.grad_clipper.num_skipped == 1
+    assert guard_of(optimizer).num_skipped == 1
     for p, q in zip(model.parameters(), params_before):
         assert torch.equal(p, q)
     state_after = optimizer.state_dict()["state"]
@@ -170,4 +171,4 @@ def test_fused_kernels_skip_on_the_device_and_leave_found_inf_as_it_was():
     optimizer.step()  # the inf is still there: skipped again
     assert optimizer.found_inf is scaler_flag and scaler_flag.item() == 0.0
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
-    assert optimizer.grad_clipper.num_skipped == 2
+    assert guard_of(optimizer).num_skipped == 2
