@@ -166,6 +166,14 @@ POLICIES: Dict[str, Policy] = {
 }
 
 
+def map_counts(value: Any, convert: Callable[[float], int]) -> Any:
+    """`convert` applied to a count, to each count of a list, or to the BEGIN and END of CHAIN phases (their policy
+    names kept): the one walk over every value a policy declares as counting updates."""
+    if isinstance(value, (list, tuple)):
+        return tuple(item if isinstance(item, str) else map_counts(item, convert) for item in value)
+    return convert(value)
+
+
 def lookup(node: Any, dotted: str) -> Any:
     """`node[A][B]` for the key "A.B" (a config node or a section table)."""
     for part in dotted.split("."):

@@ -88,7 +88,6 @@ def two_groups(model: Any, weight_decay: float) -> List[Dict[str, Any]]:
 
 def setup(cfg: Any):
     """The model, data and batch order train_net builds for `cfg` (same seeds), with pet's builders."""
-    import torch
     from pet.data import build_dataset, build_train_loader
     from pet.engine.runs.runner import seed_everything
     from pet.engine.evaluation.tasks import task_of

@@ -43,8 +43,8 @@ from pet.config import get_cfg
 from pet.models import build_classifier
 from pet.solver import LearningRateScheduler, Optimizer
 from pet.solver.optimizers.builder import group_rules
-from pet.solver.schedules.from_config import lr_schedule_from_cfg
 from pet.solver.param_groups.rules import param_entries
+from pet.solver.schedules.from_config import lr_schedule_from_cfg
 from pet.solver.units import SolverUnit
 
 FULL_MODELS = ["resnet50", "mobilenet_v3_small", "swin_t", "vit_b_16"]

@@ -12,11 +12,11 @@ import os
 import sys
 from typing import List, Optional
 
+from pet.engine.distributed.process_group import is_main_process, shutdown_distributed
+from pet.engine.persistence.output_dir import make_output_dir
 from pet.engine.persistence.safe_files import atomic_write, safe_output_path
 from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, run
-from pet.engine.distributed.process_group import is_main_process, shutdown_distributed
 from pet.engine.runs.lr_finder import find_lr
-from pet.engine.persistence.output_dir import make_output_dir
 from pet.solver.schedules.lr_range import DIVERGENCE_FACTOR, LRSweep
 
 WIDTH_IN, HEIGHT_IN, DPI = 8, 4.5, 100

@@ -14,8 +14,8 @@ from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, o
 from pet.engine.runs.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
-from pet.solver.units import SolverUnit, build_run_solver
 from pet.solver.schedules.from_config import uses_epochs
+from pet.solver.units import SolverUnit, build_run_solver
 
 TITLES = {"lr": "learning rate", "momentum": "momentum (beta1 for Adam)", "weight_decay": "weight decay"}
 WIDTH_IN, ROW_HEIGHT_IN, DPI = 10, 3.5, 100

@@ -13,10 +13,10 @@ from torchvision.utils import draw_bounding_boxes, make_grid
 
 from pet.config import ConfigError, validate_cfg
 from pet.data.coco import CocoDetection
-from pet.engine.runs.cli import ArgumentParser, load_config, run
 from pet.engine.distributed.process_group import shutdown_distributed
-from pet.engine.runs.runner import load_trained_model
 from pet.engine.evaluation.tasks import DETECTION, task_of
+from pet.engine.runs.cli import ArgumentParser, load_config, run
+from pet.engine.runs.runner import load_trained_model
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
 

@@ -2,8 +2,8 @@
 import sys
 from typing import List, Optional
 
-from pet.engine.runs.cli import ArgumentParser, load_config, run
 from pet.engine.distributed.process_group import shutdown_distributed
+from pet.engine.runs.cli import ArgumentParser, load_config, run
 from pet.engine.runs.runner import evaluate
 
 

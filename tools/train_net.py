@@ -5,8 +5,8 @@ Distributed: `torchrun --nproc_per_node N tools/train_net.py --cfg FILE ...` (gl
 import sys
 from typing import List, Optional
 
-from pet.engine.runs.cli import ArgumentParser, load_config, run
 from pet.engine.distributed.process_group import shutdown_distributed
+from pet.engine.runs.cli import ArgumentParser, load_config, run
 from pet.engine.runs.dry_run import describe_run
 from pet.engine.runs.runner import train
 

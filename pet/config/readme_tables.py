@@ -9,7 +9,7 @@ import sys
 from typing import Any, Dict, List
 
 from pet.config.run_keys import RUN
-from pet.config.schema import Key, OpenSection, Section, leaves
+from pet.config.schema import OpenSection, Section, leaves
 from pet.config.solver_keys import SOLVER
 
 # Each table of the READMEs: its marker name -> (section, the prefix its keys are shown under).
@@ -47,11 +47,6 @@ def render(name: str) -> str:
 def blocks(text: str) -> Dict[str, str]:
     """The tables between the key markers of a README, by name."""
     return {match.group(2): match.group(3) for match in BLOCK.finditer(text)}
-
-
-def key_columns(table: str) -> List[List[str]]:
-    """The key and default columns of a markdown table (what a translated table must keep)."""
-    return [[cell.strip() for cell in line.strip("|").split("|")[:2]] for line in table.strip().splitlines()[2:]]
 
 
 def rewrite(path: str) -> None:

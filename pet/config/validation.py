@@ -6,8 +6,8 @@ module names, epochs rounded to iterations) is checked by the builders, with the
 from typing import Any
 
 from pet.config.defaults import ROOT
-from pet.config.node import shown
 from pet.config.named_optimizers import optimizer_entries
+from pet.config.node import shown
 from pet.config.schema import check_section, invalid_value
 from pet.config.solver_keys import OPTIMIZER, SCHEDULER, SOLVER
 from pet.errors import ConfigError
@@ -39,8 +39,8 @@ def scheduler_rules(sched: Any, prefix: str) -> None:
     own rise, the policy's keys against the run length (in the run's units)."""
     policy = POLICIES[sched.POLICY.upper()]
     if bool(sched.CHAIN.PHASES) != (sched.POLICY.upper() == "CHAIN"):
-        raise ConfigError(f"{prefix}.CHAIN.PHASES = {shown(tuple(sched.CHAIN.PHASES))} is used exactly when {prefix}.POLICY"
-                          f" is CHAIN (POLICY is {sched.POLICY!r})")
+        raise ConfigError(f"{prefix}.CHAIN.PHASES = {shown(tuple(sched.CHAIN.PHASES))} is used exactly when "
+                          f"{prefix}.POLICY is CHAIN (POLICY is {sched.POLICY!r})")
     if policy.own_rise:
         check_no_warmup(sched, prefix)
     total_key = "TOTAL_ITERS" if sched.TOTAL_EPOCHS is None else "TOTAL_EPOCHS"
@@ -62,8 +62,9 @@ def check_no_warmup(sched: Any, prefix: str) -> None:
     for key in WARMUP_KEYS:
         default = SCHEDULER[key].default
         if sched[key] != default and not (key == "WARM_UP_ITERS" and sched[key] == 0):
-            raise ConfigError(f"{prefix}.{key} = {shown(sched[key])} is not used with {prefix}.POLICY = {sched.POLICY!r}, "
-                              f"which rises from its own start lr; leave {prefix}.{key} at its default {default!r}")
+            raise ConfigError(f"{prefix}.{key} = {shown(sched[key])} is not used with {prefix}.POLICY = "
+                              f"{sched.POLICY!r}, which rises from its own start lr; leave {prefix}.{key} at its "
+                              f"default {default!r}")
 
 
 def validate_solver_cfg(solver: Any) -> None:

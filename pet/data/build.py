@@ -6,14 +6,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
-from pet.errors import ConfigError
-from pet.imports import call_builder, is_import_path
 from pet.config.run_keys import DETECTION_DATASETS
 from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
 from pet.data.image_folder import ImageFolderDataset
 from pet.data.sampler import ResumableBatchSampler
 from pet.data.shapes import ensure_shapes, shapes_paths
+from pet.errors import ConfigError
+from pet.imports import call_builder, is_import_path
 
 SHAPES_DEFAULT_ROOT = "datasets"
 

@@ -144,3 +144,21 @@ def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) 
     if left:
         logger.warning("%d trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. %s",
                        len(left), left[0])
+
+
+def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int,
+                       sharded: bool) -> None:
+    """Refuse the combinations of several optimizers, mixed precision and sharding that the trainer cannot run
+    correctly."""
+    if sharded and amp_dtype == torch.float16:
+        raise ConfigError("SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY FSDP (its GradScaler "
+                          "would check each process's shards alone); use bfloat16, or DISTRIBUTED.FSDP.PARAM_DTYPE")
+    if sharded and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES cannot be combined with DISTRIBUTED.STRATEGY FSDP: its "
+                          "gradients reach the sharded parameters through one backward pass over all of them")
+    if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.STEP_INTERVAL > 1 cannot be combined with SOLVER.AMP.DTYPE float16 "
+                          "(one GradScaler cannot unscale gradients summed under different scales); use bfloat16")
+    if world_size > 1 and any(unit.losses for unit in units):
+        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES needs a single process: DDP reduces the gradients of one "
+                          "backward pass over all parameters")

@@ -2,9 +2,10 @@
 import logging
 
 import pytest
+import torch
 
 from pet.config import ConfigError, get_cfg
-from pet.solver.units import build_solver_units
+from pet.solver.units import build_solver_units, check_unit_support
 from tests.toy_model import toy_model
 
 
@@ -77,3 +78,10 @@ def test_a_warmup_that_does_not_end_before_the_run_is_warned_about_once(caplog, 
                 f"(SOLVER.SCHEDULER.TOTAL_ITERS = {total} updates): the lr never reaches BASE_LR")
     assert [r.getMessage() for r in caplog.records].count(expected) == (1 if warned else 0)
     assert warned or "WARM_UP_ITERS" not in caplog.text
+
+
+def test_fsdp_refuses_float16_and_per_loss_optimizers():
+    with pytest.raises(ConfigError, match=r"SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY"):
+        check_unit_support([], torch.float16, world_size=2, sharded=True)
+    check_unit_support([], torch.bfloat16, world_size=2, sharded=True)  # bfloat16 needs no GradScaler
+    check_unit_support([], torch.float16, world_size=2, sharded=False)

@@ -5,9 +5,9 @@ import sys
 
 import torch
 
-from pet.engine.runs.cli import load_config
 from pet.engine.distributed.process_group import get_rank, shutdown_distributed
 from pet.engine.loop.hooks import EMAHook
+from pet.engine.runs.cli import load_config
 from pet.engine.runs.runner import build_run
 
 if __name__ == "__main__":

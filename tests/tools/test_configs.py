@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from pet.engine.runs.cli import load_config
-from pet.models import build_model
 from pet.engine.runs.runner import build_run
-from tests.toy_detection import TINY, make_tiny_shapes
+from pet.models import build_model
 from tests.tools.conftest import ROOT
+from tests.toy_detection import TINY, make_tiny_shapes
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "cfgs", "**", "*.yaml"), recursive=True))
 

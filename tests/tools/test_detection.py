@@ -13,9 +13,9 @@ from PIL import Image
 from pet.config import ConfigError
 from pet.data.coco import CocoDetection
 from pet.data.shapes import shapes_paths
-from tests.toy_detection import SHAPES_CFG, make_tiny_shapes, tiny_overrides
 from tests.tools.conftest import DEFAULT_CFG, TEST_NET, TRAIN_NET, environment
 from tests.tools.test_train_net import final_weights, metrics
+from tests.toy_detection import SHAPES_CFG, make_tiny_shapes, tiny_overrides
 
 pytestmark = pytest.mark.slow  # end-to-end: real processes (make test-fast skips them)
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from pet.engine.persistence.checkpointer import checkpoint_weights, read_checkpoint
-from tests.toy_detection import SHAPES_CFG, tiny_overrides
 from tests.tools.conftest import DEFAULT_CFG, FAST, TEST_NET, TRAIN_NET, environment
 from tests.tools.test_preemption import children
 from tests.tools.test_train_net import metrics
+from tests.toy_detection import SHAPES_CFG, tiny_overrides
 
 pytestmark = pytest.mark.slow  # end-to-end: real processes
 

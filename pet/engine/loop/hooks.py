@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from pet.engine.persistence.checkpointer import Checkpointer, read_checkpoint_metadata
 from pet.engine.loop.writers import EventWriter
+from pet.engine.persistence.checkpointer import Checkpointer, read_checkpoint_metadata
 from pet.errors import CheckpointError, NonFiniteError, NonFiniteWeightsError, Preempted
 from pet.solver.optimizers.ema import WeightEMA
 from pet.state_fields import require_fields

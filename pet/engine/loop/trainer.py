@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from pet.data.sampler import ResumableBatchSampler
+from pet.engine.distributed.preemption import StopSignals
 from pet.engine.loop.events import EventStorage
 from pet.engine.loop.hooks import HookBase
-from pet.engine.distributed.preemption import StopSignals
 from pet.engine.loop.update_step import LossFunction, StepOutcome, UpdateStep, reads_are_free
 from pet.errors import NonFiniteError, Preempted
-from pet.state_fields import require_fields
 from pet.solver.units import SolverUnit
+from pet.state_fields import require_fields
 
 logger = logging.getLogger(__name__)
 

@@ -221,5 +221,6 @@ class UpdateStep:
             if stepping:
                 scaler.update()
             flags.append((scaler._scale < before).float())
-        flags += [unit.guard.last_flag for unit in stepping if unit.guard is not None and unit.guard.last_flag is not None]
+        flags += [unit.guard.last_flag for unit in stepping
+                  if unit.guard is not None and unit.guard.last_flag is not None]
         return torch.stack([flag.to(loss_flag.device) for flag in flags]).amax()

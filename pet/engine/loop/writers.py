@@ -5,8 +5,8 @@ import logging
 import os
 from typing import Dict, Protocol
 
-from pet.engine.persistence.safe_files import atomic_write, no_follow
 from pet.engine.loop.events import EventStorage
+from pet.engine.persistence.safe_files import atomic_write, no_follow
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ import torch
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
-from pet.errors import CheckpointError, NonFiniteWeightsError
-from pet.engine.persistence.safe_files import atomic_write, safe_output_path, safe_torch_load
-from pet.state_fields import require_fields
 from pet.engine.distributed.process_group import all_gather_objects, all_reduce_sum, get_rank, get_world_size
-from pet.solver.optimizers.shards import local_shards
+from pet.engine.persistence.safe_files import atomic_write, safe_output_path, safe_torch_load
 from pet.engine.persistence.sharded import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
-                                           read_tensors, split_tensors, write_folder)
+                                            read_tensors, split_tensors, write_folder)
+from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.solver.optimizers.shards import local_shards
+from pet.state_fields import require_fields
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,11 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy(), *rest))
 
 
-def rng_state_of_this_process(saved: Any, path: str) -> Optional[Dict[str, Any]]:
-    """This process's RNG states from a checkpoint's `rng`: one entry per process (a single state in older
-    checkpoints). None for a process the checkpoint has no entry for (a run resumed with more processes): it keeps
-    the seed it started with."""
-    states = saved if isinstance(saved, list) else [saved]
+def rng_state_of_this_process(states: Any, path: str) -> Optional[Dict[str, Any]]:
+    """This process's RNG states from a checkpoint's `rng` (one entry per process); None for a process the
+    checkpoint has no entry for (a run resumed with more processes): it keeps the seed it started with."""
+    if not isinstance(states, list):
+        raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: not one per process")
     if get_rank() < len(states):
         return states[get_rank()]
     logger.warning("%s holds the RNG states of %d processes; process %d keeps its own seed", path, len(states),

@@ -4,8 +4,8 @@ import logging
 import logging.handlers
 import sys
 
-from pet.engine.persistence.safe_files import no_follow, safe_output_path
 from pet.engine.distributed.process_group import is_main_process
+from pet.engine.persistence.safe_files import no_follow, safe_output_path
 
 LOG_FORMAT = "[%(asctime)s %(name)s] %(message)s"
 

@@ -12,11 +12,11 @@ from typing import Any, Iterator, List, Tuple
 import torch
 
 from pet.data import build_train_loader
-from pet.engine.runs.runner import build_setup
 from pet.engine.loop.update_step import UpdateStep
+from pet.engine.runs.runner import build_setup
 from pet.errors import ConfigError
-from pet.solver.schedules.lr_range import LRSweep
 from pet.solver.optimizers.schedule_free import training_mode
+from pet.solver.schedules.lr_range import LRSweep
 
 logger = logging.getLogger(__name__)
 

@@ -16,32 +16,32 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
-from pet.errors import CheckpointError, DistributedError
 from pet.data import build_dataset, build_train_loader, build_val_loader
 from pet.data.sampler import ResumableBatchSampler
-from pet.engine.runs.allocator import keep_freed_memory
-from pet.engine.persistence.checkpointer import (Checkpointer, OptimizerState, StateDictGroup, checkpoint_classes,
-                                                 checkpoint_weights)
-from pet.engine.persistence.safe_files import safe_output_path
-from pet.engine.distributed.process_group import (get_rank, get_world_size, init_distributed, is_collective_failure,
-                                    is_main_process)
 from pet.engine.distributed.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
-from pet.engine.loop.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
-                              PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook)
-from pet.engine.runs.logs import attach_log_file, setup_logging
-from pet.engine.persistence.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.distributed.preemption import StopSignals
-from pet.engine.persistence.pretrained import load_pretrained
-from pet.engine.persistence.resume_report import report_resume
+from pet.engine.distributed.process_group import (get_rank, get_world_size, init_distributed, is_collective_failure,
+                                                  is_main_process)
 from pet.engine.evaluation.schedule_free_weights import averaged_weights
 from pet.engine.evaluation.tasks import Task, check_num_classes, class_names, task_of
+from pet.engine.loop.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
+                                   PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook)
 from pet.engine.loop.trainer import Trainer
 from pet.engine.loop.writers import ConsoleWriter, JSONWriter, TensorboardWriter
+from pet.engine.persistence.checkpointer import (Checkpointer, OptimizerState, StateDictGroup, checkpoint_classes,
+                                                 checkpoint_weights)
+from pet.engine.persistence.output_dir import FolderLock, claim_output_dir, write_config
+from pet.engine.persistence.pretrained import load_pretrained
+from pet.engine.persistence.resume_report import report_resume
+from pet.engine.persistence.safe_files import safe_output_path
+from pet.engine.runs.allocator import keep_freed_memory
+from pet.engine.runs.logs import attach_log_file, setup_logging
+from pet.errors import CheckpointError, DistributedError
 from pet.models import build_model
 from pet.models.norms import check_batch_statistics, check_norm_device
 from pet.solver.optimizers.ema import WeightEMA
-from pet.solver.units import SolverUnit, build_run_solver, images_per_update
 from pet.solver.optimizers.schedule_free import training_mode
+from pet.solver.units import SolverUnit, build_run_solver, check_unit_support, images_per_update
 
 logger = logging.getLogger(__name__)
 
@@ -85,24 +85,6 @@ def count_updates_per_epoch(cfg: Any, dataset_size: int, world_size: int) -> int
                                      world_size=world_size).updates_per_epoch
     except ValueError as e:
         raise ConfigError(f"TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} is too large for the training set: {e}") from None
-
-
-def check_unit_support(units: List[SolverUnit], amp_dtype: Optional[torch.dtype], world_size: int,
-                       sharded: bool) -> None:
-    """Refuse the combinations of several optimizers, mixed precision and sharding that the trainer cannot run
-    correctly."""
-    if sharded and amp_dtype == torch.float16:
-        raise ConfigError("SOLVER.AMP.DTYPE float16 cannot be combined with DISTRIBUTED.STRATEGY FSDP (its GradScaler "
-                          "would check each process's shards alone); use bfloat16, or DISTRIBUTED.FSDP.PARAM_DTYPE")
-    if sharded and any(unit.losses for unit in units):
-        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES cannot be combined with DISTRIBUTED.STRATEGY FSDP: its "
-                          "gradients reach the sharded parameters through one backward pass over all of them")
-    if amp_dtype == torch.float16 and any(unit.step_interval > 1 for unit in units):
-        raise ConfigError("SOLVER.OPTIMIZERS.*.STEP_INTERVAL > 1 cannot be combined with SOLVER.AMP.DTYPE float16 "
-                          "(one GradScaler cannot unscale gradients summed under different scales); use bfloat16")
-    if world_size > 1 and any(unit.losses for unit in units):
-        raise ConfigError("SOLVER.OPTIMIZERS.*.LOSSES needs a single process: DDP reduces the gradients of one "
-                          "backward pass over all parameters")
 
 
 @dataclass

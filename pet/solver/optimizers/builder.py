@@ -23,10 +23,10 @@ from pet.errors import ConfigError
 from pet.solver.optimizers.fused_kernels import FusedFirstStepGuard, needs_first_step_guard
 from pet.solver.optimizers.guard import GradientGuard, add_gradient_guard
 from pet.solver.optimizers.lars import LARS
-from pet.solver.param_groups.layer_decay import UnsupportedModel
 from pet.solver.optimizers.types import KEY_ARGUMENTS, OptimizerType, optimizer_type
-from pet.solver.param_groups.rules import GroupRules, build_param_groups
+from pet.solver.param_groups.layer_decay import UnsupportedModel
 from pet.solver.param_groups.report import format_param_groups
+from pet.solver.param_groups.rules import GroupRules, build_param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def build_guarded_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequ
         FusedFirstStepGuard(optimizer)
     logger.info("Optimizer %s with %d parameter groups:\n%s", spec.kind.cls.__name__, len(optimizer.param_groups),
                 format_param_groups(optimizer))
-    configured = frozenset({"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude", *kwargs})
+    configured = frozenset({"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude",
+                            *kwargs})
     return GuardedOptimizer(optimizer, guard, configured)
 
 

@@ -8,7 +8,6 @@ model's own tensors (no copy of the module, so a DDP- or FSDP-wrapped model work
 model to evaluate it.
 """
 import contextlib
-import math
 from typing import Any, Dict, Iterator, Optional
 
 import torch
@@ -54,12 +53,6 @@ class WeightEMA:
         """The average's updates so far (reading it waits for the device)."""
         return int(self._updates.item())
 
-    def decay_at(self, n: int) -> float:
-        """The decay of average update n (1-based)."""
-        if not self.warmup_iters:
-            return self.decay
-        return self.decay * (1.0 - math.exp(-n / self.warmup_iters))
-
     @torch.no_grad()
     def update(self, taken: Optional[torch.Tensor] = None) -> None:
         """Move the average towards the model's current tensors: after a real optimizer update, or, with `taken` (a
@@ -67,7 +60,8 @@ class WeightEMA:
         taken = torch.ones((), device=self.device) if taken is None else taken.to(self.device)
         self._updates += taken
         n = self._updates
-        decay = self.decay * -torch.expm1(-n / self.warmup_iters) if self.warmup_iters else torch.full_like(n, self.decay)
+        decay = self.decay * -torch.expm1(-n / self.warmup_iters) if self.warmup_iters \
+            else torch.full_like(n, self.decay)
         weight = ((1.0 - decay) * taken).float()
         # Sharded (FSDP) parameters and their averages are moved shard by shard, beside the plain buffers.
         torch._foreach_lerp_(local_shards(self.average)[0], local_shards([t.detach() for t in self.tensors])[0],

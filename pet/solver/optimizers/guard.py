@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from pet.solver.optimizers.clip import clip_, clip_coefficient, global_norm, is_non_finite
-from pet.solver.optimizers.shards import Group, local_shards
 from pet.solver.optimizers.fused_kernels import StepAttributes, is_fused
+from pet.solver.optimizers.shards import Group, local_shards
 
 logger = logging.getLogger(__name__)
 

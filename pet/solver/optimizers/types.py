@@ -13,7 +13,7 @@ betas).
 """
 import inspect
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Tuple, Type
+from typing import Dict, FrozenSet, Tuple
 
 import torch
 
@@ -130,7 +130,3 @@ def optimizer_type(name: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerTy
         raise ConfigError(f"{key} = {name!r} is invalid; allowed: {' | '.join(sorted(types))} (case-insensitive)")
     return types[upper]
 
-
-def optimizer_class(name: str, key: str = "SOLVER.OPTIMIZER.TYPE") -> Type[torch.optim.Optimizer]:
-    """The class a config name resolves to (see `optimizer_type`)."""
-    return optimizer_type(name, key).cls

@@ -13,10 +13,10 @@ from pet.config.rules import MAX_ITERATIONS
 from pet.config.schema import invalid_value
 from pet.config.solver_keys import SCHEDULER
 from pet.errors import ConfigError
-from pet.lr_policies import POLICIES, argument_name, lookup, policy_arguments
+from pet.lr_policies import POLICIES, argument_name, lookup, map_counts, policy_arguments
 from pet.solver.optimizers.schedule_free import is_schedule_free
-from pet.solver.schedules.scheduled_fields import MomentumSchedule, ScheduledField, WeightDecaySchedule
 from pet.solver.schedules.lr_schedule import LRSchedule
+from pet.solver.schedules.scheduled_fields import MomentumSchedule, ScheduledField, WeightDecaySchedule
 
 
 def uses_epochs(sched: Any) -> bool:
@@ -26,9 +26,7 @@ def uses_epochs(sched: Any) -> bool:
 
 def to_iterations(value: Any, per_epoch: int) -> Any:
     """Epochs -> updates for a count, a list of counts, or CHAIN phases (POLICY, BEGIN, END)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(to_iterations(item, per_epoch) if not isinstance(item, str) else item for item in value)
-    return int(round(value * per_epoch))
+    return map_counts(value, lambda count: int(round(count * per_epoch)))
 
 
 def lr_schedule_from_cfg(solver_cfg: Any, iter_per_epoch: int = -1, prefix: str = "SOLVER") -> LRSchedule:

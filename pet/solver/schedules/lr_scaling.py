@@ -8,14 +8,12 @@ units need no change.
 """
 from typing import Any, Optional
 
-from pet.lr_policies import POLICIES, lookup
+from pet.lr_policies import POLICIES, lookup, map_counts
 
 
 def scaled_count(value: Any, ratio: float) -> Any:
     """A count times `ratio`, rounded, and at least 1 unless it was 0; lists and CHAIN phases element-wise."""
-    if isinstance(value, (list, tuple)):
-        return tuple(scaled_count(item, ratio) if not isinstance(item, str) else item for item in value)
-    return 0 if value == 0 else max(1, int(round(value * ratio)))
+    return map_counts(value, lambda count: 0 if count == 0 else max(1, int(round(count * ratio))))
 
 
 def scale_schedule_(sched: Any, ratio: float) -> None:

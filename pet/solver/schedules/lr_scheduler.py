@@ -17,8 +17,8 @@ from pet.config.schema import check_section
 from pet.config.solver_keys import SOLVER
 from pet.solver.param_groups.report import group_names
 from pet.solver.schedules.from_config import scheduler_arguments
-from pet.solver.schedules.scheduled_fields import ScheduledField
 from pet.solver.schedules.lr_schedule import LRSchedule
+from pet.solver.schedules.scheduled_fields import ScheduledField
 from pet.state_fields import require_fields
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pet.engine.persistence.checkpointer import Checkpointer
 from pet.engine.evaluation.schedule_free_weights import BATCH_STATISTICS_BATCHES, averaged_weights
+from pet.engine.persistence.checkpointer import Checkpointer
 
 schedulefree = pytest.importorskip("schedulefree")
 

@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from pet.config import get_cfg
 from pet.data import ResumableBatchSampler
 from pet.engine import HookBase, Trainer, classification_losses
-from pet.engine.loop.hooks import GradNormHook
 from pet.engine.evaluation.tasks import model_losses
+from pet.engine.loop.hooks import GradNormHook
 from pet.solver import GradientGuard, Optimizer
 from pet.solver.units import SolverUnit
 

@@ -9,11 +9,11 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
 from pet.engine.persistence.checkpointer import Checkpointer, StateDictGroup
-from pet.errors import CheckpointError
 from pet.engine.persistence.sharded import merge, split_tensors
+from pet.errors import CheckpointError
 from pet.solver import Optimizer
-from tests.engine.distributed_processes import run_in_processes
 from tests.engine.distributed.test_fsdp import give_gradients, sharded_and_full, solver_cfg
+from tests.engine.distributed_processes import run_in_processes
 
 FULL = StateDictOptions(full_state_dict=True)
 

@@ -7,7 +7,6 @@ from torch import nn
 
 from pet.config import ConfigError, get_cfg
 from pet.solver import LARS, Optimizer
-from pet.solver.optimizers.types import optimizer_class
 from tests.toy_model import fill_grads, toy_model
 
 
@@ -117,7 +116,7 @@ def test_unknown_type_lists_the_allowed_names():
 @pytest.mark.parametrize("name, reason", [("LBFGS", "closure"), ("SparseAdam", "sparse gradients")])
 def test_classes_a_grouped_solver_cannot_drive_are_refused_with_the_reason(name, reason):
     with pytest.raises(ConfigError, match=rf"SOLVER.OPTIMIZER.TYPE = '{name}' is not supported: .*{reason}"):
-        optimizer_class(name)
+        build("SOLVER.OPTIMIZER.TYPE", name)
 
 
 def test_muon_is_refused_for_a_model_with_vectors_and_points_to_named_optimizers():

@@ -8,8 +8,8 @@ from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
 from pet.config import get_cfg
 from pet.solver import Optimizer
-from tests.toy_model import fill_grads, toy_model
 from tests.guard_of import guard_of
+from tests.toy_model import fill_grads, toy_model
 
 CLIP_VALUE = 0.7
 

@@ -8,7 +8,7 @@ from pet.config import ConfigError, get_cfg
 from pet.solver import Optimizer
 from pet.solver.optimizers.builder import group_rules
 from pet.solver.param_groups.rules import (ParamEntry, build_param_groups, group_name, merge_param_groups,
-                                     param_kind)
+                                           param_kind)
 from tests.toy_model import fill_grads, toy_model
 
 # Names of every parameter of ToyModel that the optimizer must hold (frozen ones and the tied weight excluded).
