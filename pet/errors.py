@@ -33,6 +33,10 @@ class Preempted(RuntimeError):
         self.signal_name, self.iteration = signal_name, iteration
 
 
+class CrashLoopError(RuntimeError):
+    """A relaunched job failed again the way it failed before: relaunching once more would only repeat it."""
+
+
 class DistributedError(RuntimeError):
     """A collective operation failed: another process stalled past DISTRIBUTED.TIMEOUT_S, or died."""
 

@@ -49,3 +49,58 @@ class PickySGD(torch.optim.SGD):
 
     def __init__(self, params, lr=0.1, momentum=0.0, weight_decay=0.0):
         raise ValueError("PickySGD needs a momentum of 0.5")
+
+
+class FaultyNet(nn.Module):
+    """A small GroupNorm CNN for 8x8 images that fails on purpose, as PET_TEST_FAULT says: `kill:RANK:ITER` (SIGKILL),
+    `raise:RANK:ITER` (an exception) or `hang:RANK:ITER` (sleeps), in the forward pass of training iteration ITER on
+    process RANK. With PET_TEST_FAULT_ONCE=PATH it fails only while PATH does not exist, and creates it first: the
+    first launch fails, its relaunch does not."""
+
+    def __init__(self, num_classes, output_dir):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(16, num_classes)
+        self.output_dir = output_dir
+        self.calls = None
+
+    def forward(self, images):
+        if self.training:
+            if self.calls is None:  # the iteration this launch started at, from the run's own launch record
+                import json
+                import os
+
+                record = os.path.join(self.output_dir, ".launch.json")
+                self.calls = json.load(open(record))["resumed_from"] if os.path.exists(record) else 0
+            self.fail_if_asked(self.calls)
+            self.calls += 1
+        return self.head(self.body(images))
+
+    @staticmethod
+    def fail_if_asked(iteration):
+        import os
+        import signal
+        import time
+
+        fault = os.environ.get("PET_TEST_FAULT")
+        if not fault:
+            return
+        kind, rank, at = fault.split(":")
+        if int(rank) != int(os.environ.get("RANK", "0")) or int(at) != iteration:
+            return
+        once = os.environ.get("PET_TEST_FAULT_ONCE")
+        if once:
+            if os.path.exists(once):
+                return
+            open(once, "w").close()
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "hang":
+            time.sleep(3600)
+        raise RuntimeError(f"injected fault at iteration {iteration}")
+
+
+def faulty_net(cfg):
+    """`FaultyNet` for MODEL.NAME."""
+    return FaultyNet(cfg.MODEL.NUM_CLASSES, cfg.OUTPUT_DIR)

@@ -7,6 +7,22 @@ import torch
 import torch.distributed as dist
 
 
+def relaunch_attempt() -> int:
+    """How many times torchrun has relaunched this job's processes (0 for the first launch, or without torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def rendezvous_store(rank: int, world_size: int, timeout: datetime.timedelta) -> dist.Store:
+    """The key-value store the processes meet in (torchrun's MASTER_ADDR:MASTER_PORT), its keys under a prefix of
+    their own launch: a relaunched group never reads an address the group before it left there (gloo would try to
+    connect to a dead process until it timed out, as happened on torch's agent store after a SIGKILL)."""
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent serves the store
+    store = dist.TCPStore(host, port, world_size, is_master=not agent_hosts_it and rank == 0, timeout=timeout,
+                          multi_tenant=not agent_hosts_it)
+    return dist.PrefixStore(f"pet/launch-{relaunch_attempt()}/", store)
+
+
 def init_distributed(timeout_s: float = 1800.0, always: bool = False) -> Tuple[int, int, torch.device]:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world, device).
 
@@ -22,7 +38,9 @@ def init_distributed(timeout_s: float = 1800.0, always: bool = False) -> Tuple[i
         torch.cuda.set_device(device)
     backend, timeout = "nccl" if cuda else "gloo", datetime.timedelta(seconds=timeout_s)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=timeout)
+        rank = int(os.environ["RANK"])
+        dist.init_process_group(backend=backend, timeout=timeout, rank=rank, world_size=world_size,
+                                store=rendezvous_store(rank, world_size, timeout))
     elif always and not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=timeout, store=dist.HashStore(), rank=0, world_size=1)
     return get_rank(), world_size, device

@@ -25,7 +25,8 @@ ARCHIVE = re.compile(r"^run-\d{8}-\d{6}(-\d+)?$")  # folders of earlier runs, na
 TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")  # what `atomic_write` writes before its rename
 # What a run (and the tools that write into OUTPUT_DIR) writes there: the files an earlier run leaves behind.
 RUN_FILES = re.compile(r"^(config\.yaml|log\.txt|metrics\.json|last_checkpoint|events\.out\.tfevents\..+"
-                       r"|model_(\d+|final|best|last_good)(\.pth)?|lr_find\.(png|json)|schedule\.png)$")
+                       r"|model_(\d+|final|best|last_good)(\.pth)?|lr_find\.(png|json)|schedule\.png"
+                       r"|\.heartbeat|\.launch\.json|\.failure-\d+-\d+\.json)$")
 
 
 def make_output_dir(path: str) -> None:

@@ -5,10 +5,12 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from pet.config import get_cfg
-from pet.errors import USER_ERRORS, ConfigError, Preempted
+from pet.errors import USER_ERRORS, ConfigError, CrashLoopError, Preempted
 
 # The exit code of a run that SIGTERM or SIGUSR1 stopped with a checkpoint (resume it with --resume).
 PREEMPTED_EXIT_CODE = 3
+# The exit code of a relaunch that stopped a crash loop (the same failure again).
+CRASH_LOOP_EXIT_CODE = 4
 
 
 class CommandLineError(ValueError):
@@ -82,6 +84,9 @@ def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = 
     except CommandLineError as e:
         say_error(f"error: {e} (see --help)")
         return 2
+    except CrashLoopError as e:
+        say_error(f"error: {' '.join(str(e).split())}")
+        return CRASH_LOOP_EXIT_CODE
     except USER_ERRORS as e:
         say_error(f"error: {' '.join(str(e).split())}", every_process=not isinstance(e, ConfigError))
         return 2

@@ -36,7 +36,8 @@ from pet.engine.persistence.resume_report import report_resume
 from pet.engine.persistence.safe_files import safe_output_path
 from pet.engine.runs.allocator import keep_freed_memory
 from pet.engine.runs.logs import attach_log_file, setup_logging
-from pet.errors import CheckpointError, DistributedError
+from pet.engine.runs.relaunch import Heartbeat, check_relaunch, record_failure
+from pet.errors import CheckpointError, DistributedError, Preempted
 from pet.models import build_model
 from pet.models.norms import check_batch_statistics, check_norm_device
 from pet.solver.optimizers.ema import WeightEMA
@@ -318,6 +319,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     lock = claim_output(cfg, resume)
     checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
+    check_relaunch(cfg.OUTPUT_DIR, checkpoint.get("iteration", 0))  # a crash loop stops here, before any write
     write_run_files(cfg)  # after the resume's checks: a refused resume leaves config.yaml as it was
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
@@ -330,6 +332,7 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
         BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook, cfg.TRAIN.BEST_MODE)
         if cfg.TRAIN.BEST_METRIC else None,
         PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
+        Heartbeat(cfg.OUTPUT_DIR) if is_main_process() else None,
     ])
     return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)
 
@@ -343,12 +346,18 @@ def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
     run = build_run(cfg, resume)
     try:
         return run.train()
-    except RuntimeError as e:
-        if get_world_size() > 1 and is_collective_failure(e):
-            raise DistributedError(f"process {get_rank()} of {get_world_size()}: a collective operation failed "
-                                   f"(DISTRIBUTED.TIMEOUT_S = {cfg.DISTRIBUTED.TIMEOUT_S}): another process stalled "
-                                   f"or died ({' '.join(str(e).split())[:200]})") from None
-        raise
+    except Preempted:
+        raise  # a clean stop with a checkpoint, not a failure
+    except Exception as e:
+        failure = e
+        if get_world_size() > 1 and isinstance(e, RuntimeError) and is_collective_failure(e):
+            failure = DistributedError(f"process {get_rank()} of {get_world_size()}: a collective operation failed "
+                                       f"(DISTRIBUTED.TIMEOUT_S = {cfg.DISTRIBUTED.TIMEOUT_S}): another process "
+                                       f"stalled or died ({' '.join(str(e).split())[:200]})")
+        record_failure(cfg.OUTPUT_DIR, run.trainer.iter, failure)  # for a relaunch to judge
+        if failure is e:
+            raise
+        raise failure from None
 
 
 def load_trained_model(cfg: Any, weights: str, ema: bool = False) -> Tuple[Task, torch.nn.Module, Dataset,
