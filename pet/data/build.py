@@ -11,6 +11,7 @@ from pet.data.coco import CocoDetection, collate_detection
 from pet.data.digits import DigitsDataset
 from pet.data.image_folder import ImageFolderDataset
 from pet.data.sampler import ResumableBatchSampler
+from pet.data.seeded import SeededSamples, samples_are_random
 from pet.data.shapes import ensure_shapes, shapes_paths
 from pet.errors import ConfigError
 from pet.imports import call_builder, is_import_path
@@ -39,9 +40,11 @@ def build_dataset(cfg: Any, split: str) -> Dataset:
     if data.DATASET == "coco":
         return CocoDetection(*coco_paths(data, split))
     # torchvision's FakeData: random images, the same for a given index; the val split uses other indices.
-    return datasets.FakeData(size=data.FAKE_SIZE, image_size=(3, data.IMAGE_SIZE, data.IMAGE_SIZE),
+    fake = datasets.FakeData(size=data.FAKE_SIZE, image_size=(3, data.IMAGE_SIZE, data.IMAGE_SIZE),
                              num_classes=cfg.MODEL.NUM_CLASSES, transform=transforms.ToTensor(),
                              random_offset=0 if split == "train" else data.FAKE_SIZE)
+    fake.random_samples = False  # it seeds each image by its index itself
+    return fake
 
 
 def build_imported_dataset(cfg: Any, split: str) -> Dataset:
@@ -76,10 +79,13 @@ def build_train_loader(cfg: Any, dataset: Dataset, rank: int = 0, world_size: in
     """An endless loader of micro-batches for this process, starting at update `start_iter`; with
     `start_position` (epoch, samples taken: what a checkpoint holds), at that sample of the shuffled order, whatever
     the number of processes, batch and accumulation of the run that stopped there."""
+    seeded = samples_are_random(dataset)  # augmentations drawn per (seed, epoch, sample): they resume exactly
     sampler = ResumableBatchSampler(len(dataset), cfg.TRAIN.BATCH_SIZE, cfg.SOLVER.ACCUMULATION.STEPS, rank,
-                                    world_size, seed=cfg.SEED, start_iter=start_iter, start_position=start_position)
-    # Its own generator: starting the loader must not draw from the global RNG, which a resume restores. It seeds
-    # the worker processes, which draw each process's own augmentations.
+                                    world_size, seed=cfg.SEED, start_iter=start_iter, start_position=start_position,
+                                    tag_epochs=seeded)
+    if seeded:
+        dataset = SeededSamples(dataset, cfg.SEED)
+    # Its own generator: starting the loader must not draw from the global RNG, which a resume restores.
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS, collate_fn=collate_fn(cfg),
                       persistent_workers=cfg.DATA.NUM_WORKERS > 0,
                       generator=torch.Generator().manual_seed(cfg.SEED + rank))

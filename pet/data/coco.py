@@ -31,6 +31,8 @@ class CocoDetection(Dataset):
     images without boxes stay, as negatives.
     """
 
+    random_samples = False  # no augmentation: nothing for `pet.data.seeded` to seed
+
     def __init__(self, images_dir: str, annotation_file: str) -> None:
         for path, what in ((images_dir, "images folder"), (annotation_file, "annotation file")):
             if not os.path.exists(path):

@@ -14,6 +14,8 @@ class DigitsDataset(Dataset):
     distributed run) sees the same split.
     """
 
+    random_samples = False  # no augmentation: nothing for `pet.data.seeded` to seed
+
     def __init__(self, split: str, val_fraction: float = 0.2, seed: int = 0) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")

@@ -9,7 +9,7 @@ follow, and the tests rely on them:
 - the processes together always take a prefix of each epoch's order, so a run resumed with another number of
   processes continues at the same sample (`position_at`, `start_position`).
 """
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import Sampler
@@ -27,11 +27,12 @@ class ResumableBatchSampler(Sampler[List[int]]):
         start_iter: the update to start at.
         start_position: instead, (epoch, samples of its order taken): where a run with another number of
             processes stopped (its sampler's `position_at`); the rest of that epoch is shared among these.
+        tag_epochs: yield (epoch, index) pairs instead of indices (for `pet.data.seeded.SeededSamples`).
     """
 
     def __init__(self, dataset_size: int, batch_size: int, accumulation: int = 1, rank: int = 0,
                  world_size: int = 1, seed: int = 0, start_iter: int = 0,
-                 start_position: Optional[Tuple[int, int]] = None) -> None:
+                 start_position: Optional[Tuple[int, int]] = None, tag_epochs: bool = False) -> None:
         self.dataset_size = dataset_size
         self.batch_size = batch_size
         self.accumulation = accumulation
@@ -40,6 +41,7 @@ class ResumableBatchSampler(Sampler[List[int]]):
         self.seed = seed
         self.start_iter = start_iter
         self.start_position = start_position
+        self.tag_epochs = tag_epochs
         if self.updates_per_epoch < 1:
             raise ValueError(f"{dataset_size} samples cannot fill one update of {batch_size} x {accumulation} "
                              f"micro-batches on each of {world_size} processes")
@@ -70,7 +72,7 @@ class ResumableBatchSampler(Sampler[List[int]]):
         epoch, updates = divmod(iteration, self.updates_per_epoch)
         return epoch, updates * per_update
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[List[Any]]:
         batches_per_epoch = self.updates_per_epoch * self.accumulation
         position = self.start_iter * self.accumulation  # micro-batches already consumed
         if self.start_position is not None:
@@ -78,11 +80,15 @@ class ResumableBatchSampler(Sampler[List[int]]):
             order = self.epoch_order(epoch, taken)
             updates = (self.dataset_size - taken) // self.world_size // (self.batch_size * self.accumulation)
             for batch in range(updates * self.accumulation):
-                yield order[batch * self.batch_size:(batch + 1) * self.batch_size].tolist()
+                yield self._batch(order, batch, epoch)
             position = (epoch + 1) * batches_per_epoch
         while True:
             epoch, first = divmod(position, batches_per_epoch)
             order = self.epoch_order(epoch)
             for batch in range(first, batches_per_epoch):
-                yield order[batch * self.batch_size:(batch + 1) * self.batch_size].tolist()
+                yield self._batch(order, batch, epoch)
             position = (epoch + 1) * batches_per_epoch
+
+    def _batch(self, order: torch.Tensor, batch: int, epoch: int) -> List[Any]:
+        indices = order[batch * self.batch_size:(batch + 1) * self.batch_size].tolist()
+        return [(epoch, index) for index in indices] if self.tag_epochs else indices

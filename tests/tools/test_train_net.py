@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pet.engine.persistence.checkpointer import Checkpointer, read_checkpoint
 from tests.tools.conftest import TEST_NET, DEFAULT_CFG, FAST, environment, train_command
@@ -250,3 +252,39 @@ def test_the_weight_average_resumes_exactly_and_is_evaluated_and_exported(tmp_pa
     plain = torch.load(exported, weights_only=True)
     assert plain.keys() == saved["average"].keys()
     assert all(torch.equal(plain[k], saved["average"][k]) for k in plain)
+
+
+def random_image_folder(root, per_class=24, size=16):
+    """train/ and val/ with two classes of random-noise images, brighter for class b."""
+    generator = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, offset in (("a", 0), ("b", 80)):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = np.clip(generator.integers(0, 160, (size, size, 3)) + offset, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_a_run_with_data_workers_and_random_augmentation_resumes_exactly(tmp_path, run_tool):
+    """Random crops and flips decoded by 2 worker processes: killed and resumed (fresh workers), the run ends
+    with the weights of an uninterrupted one."""
+    random_image_folder(tmp_path / "images")
+    images = ["DATA.DATASET", "image_folder", "DATA.ROOT", str(tmp_path / "images"), "DATA.IMAGE_SIZE", "16",
+              "DATA.NUM_WORKERS", "2", "MODEL.NUM_CLASSES", "2", "TRAIN.BATCH_SIZE", "4"]
+    assert run_tool(train_command(tmp_path / "whole", *images)).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(train_command(interrupted, *images), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=environment())
+    deadline = time.time() + 120
+    while metrics_rows(interrupted) < 15 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "model_final.pth").exists()
+    resumed = run_tool(train_command(interrupted, *images, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Starting training from iteration 10 to 40" in resumed.stdout
+    assert metrics(interrupted) == metrics(tmp_path / "whole")
+    expected, got = final_weights(tmp_path / "whole"), final_weights(interrupted)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)

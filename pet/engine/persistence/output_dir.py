@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Set
 
 from pet.engine.persistence.safe_files import atomic_write
 from pet.errors import ConfigError
@@ -42,11 +42,11 @@ def make_output_dir(path: str) -> None:
         raise ConfigError(f"OUTPUT_DIR = {path!r} cannot be used as the output folder: {reason}") from None
 
 
-def open_lock_file(path: str) -> Any:
+def open_lock_file(path: str) -> int:
     """`path` opened for reading and writing, created if missing, never through a symbolic link (its target, outside
     the folder, would get the process id); a link or a folder there is a `ConfigError`."""
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as e:
         if os.path.islink(path):
             raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)}); the run will not write through "
@@ -54,32 +54,50 @@ def open_lock_file(path: str) -> Any:
         if os.path.isdir(path):
             raise ConfigError(f"{path} is a folder, not the run's lock file: remove it") from None
         raise ConfigError(f"cannot create the lock file {path}: {e.strerror or e}") from None
-    return os.fdopen(descriptor, "r+", encoding="utf-8")
+
+
+# The descriptors of the locks this process holds. A process forked from it (a data-loader worker) must not keep
+# them: a flock belongs to the open file, which a fork shares, so a worker that outlives a killed run (it notices
+# the death of its parent only after seconds) would keep the folder locked against the run's own --resume.
+_HELD: Set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for descriptor in _HELD:
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class FolderLock:
-    """An exclusive lock on a folder, held until `release()` (or the end of the process)."""
+    """An exclusive lock on a folder, held until `release()` (or the end of the process), never by its forks."""
 
     def __init__(self, folder: str) -> None:
         self.path = os.path.join(folder, LOCK)
-        self._file = open_lock_file(self.path)
+        self._descriptor: Optional[int] = open_lock_file(self.path)
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "unknown"
-            self._file.close()
+            holder = os.pread(self._descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._descriptor)
             raise ConfigError(f"OUTPUT_DIR = {folder!r} is in use by another run (process {holder}); wait for it to "
                               "end or choose another OUTPUT_DIR") from None
-        self._file.truncate(0)
-        self._file.write(str(os.getpid()))
-        self._file.flush()
+        _HELD.add(self._descriptor)
+        os.ftruncate(self._descriptor, 0)
+        os.pwrite(self._descriptor, str(os.getpid()).encode(), 0)
 
     def release(self) -> None:
         """Let another run use the folder."""
-        if not self._file.closed:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
+        if self._descriptor is not None:
+            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+            _HELD.discard(self._descriptor)
+            os.close(self._descriptor)
+            self._descriptor = None
 
 
 def run_files(folder: str) -> List[str]:
