@@ -28,6 +28,8 @@ def import_attribute(path: str, key: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ConfigError(f"{key} = {path!r}: cannot import {module_name} ({e})") from None
+    except (Exception, SystemExit) as e:  # the module's own code failed as it was imported
+        raise ConfigError(f"{key} = {path!r}: importing {module_name} raised {describe(e)}") from None
     if not hasattr(module, attribute):
         raise ConfigError(f"{key} = {path!r}: {module_name} has nothing named {attribute!r}")
     return getattr(module, attribute)
@@ -50,10 +52,13 @@ def call_builder(path: str, key: str, arguments: str, *args: Any) -> Any:
     function = builder(path, key, arguments, len(args))
     try:
         return function(*args)
-    except Exception as e:  # the user's code, not this project's: one line that says where
-        frames = traceback.extract_tb(e.__traceback__)[1:]  # past this function's own frame
-        where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" \
-            if frames else ""
-        message = " ".join(str(e).split())[:300]
-        raise ConfigError(f"{key} = {path!r} failed when called with ({arguments}): {type(e).__name__}: "
-                          f"{message}{where}") from None
+    except (Exception, SystemExit) as e:  # the user's code, not this project's: one line that says where
+        raise ConfigError(f"{key} = {path!r} failed when called with ({arguments}): {describe(e)}") from None
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message at file:line in function`, the innermost frame of the error's traceback (past the frame
+    that caught it), in one short line."""
+    frames = traceback.extract_tb(error.__traceback__)[1:]
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}{where}"

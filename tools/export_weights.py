@@ -11,8 +11,7 @@ from typing import List, Optional
 import torch
 
 from pet.engine.persistence.checkpointer import checkpoint_weights
-from pet.engine.persistence.safe_files import atomic_write
-from pet.engine.runs.cli import ArgumentParser, output_file, run
+from pet.engine.runs.cli import ArgumentParser, output_file, run, write_output
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -22,9 +21,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="where the state dict goes (.pth)")
     parser.add_argument("--ema", action="store_true", help="export the weight average instead of the weights")
     args = parser.parse_intermixed_args(argv)
-    output_file(args.out, "--out")
+    output_file(args.out, "--out", inputs=[args.weights])
     state = checkpoint_weights(args.weights, args.ema, project_only=True)  # folders: consolidated from the shards
-    atomic_write(args.out, lambda f: torch.save(state, f))
+    write_output(args.out, lambda f: torch.save(state, f), "--out")
     print(f"Wrote {args.out}: {len(state)} tensors{' (the weight average)' if args.ema else ''}")
 
 

@@ -14,13 +14,12 @@ from typing import List, Optional
 
 from pet.engine.distributed.process_group import is_main_process, shutdown_distributed
 from pet.engine.persistence.output_dir import make_output_dir
-from pet.engine.persistence.safe_files import atomic_write, safe_output_path
-from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, run
+
+from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, output_file, run, write_output
 from pet.engine.runs.lr_finder import find_lr
 from pet.solver.schedules.lr_range import DIVERGENCE_FACTOR, LRSweep
 
 WIDTH_IN, HEIGHT_IN, DPI = 8, 4.5, 100
-
 
 def plot(sweep: LRSweep, path: str, title: str) -> None:
     """Loss and smoothed loss against the lr (log axis), the suggestion and the stop marked."""
@@ -48,12 +47,10 @@ def plot(sweep: LRSweep, path: str, title: str) -> None:
     axis.grid(alpha=0.3, which="both")
     axis.legend()
     figure.tight_layout()
-    atomic_write(path, lambda f: figure.savefig(f, format="png"))
+    write_output(path, lambda f: figure.savefig(f, format="png"), "OUTPUT_DIR")
     plt.close(figure)
 
-
 MAX_ITERS = 100_000  # far more updates than a sweep needs; a larger count is a typo
-
 
 def check_arguments(start: float, end: float, iters: int) -> None:
     """A sweep needs 0 < start < end (normal floats: below 1e-308 the lr is not a number a step can use) and
@@ -63,7 +60,6 @@ def check_arguments(start: float, end: float, iters: int) -> None:
                                "< end < inf")
     if not 2 <= iters <= MAX_ITERS:
         raise CommandLineError(f"--iters {iters} must be between 2 and {MAX_ITERS}")
-
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,6 +71,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_intermixed_args(argv)
     check_arguments(args.start, args.end, args.iters)
     cfg = load_config(args.cfg, args.opts)
+    outputs = [output_file(os.path.join(cfg.OUTPUT_DIR, name), "OUTPUT_DIR") for name in ("lr_find.json",
+                                                                                           "lr_find.png")]
     try:
         sweep = find_lr(cfg, args.start, args.end, args.iters)
         writes = is_main_process()  # every process took the same decisions; rank 0 writes
@@ -83,19 +81,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not writes:
         return
     make_output_dir(cfg.OUTPUT_DIR)
-    atomic_write(safe_output_path(cfg.OUTPUT_DIR, "lr_find.json"),
-                 lambda f: f.write(json.dumps(sweep.curve(), indent=1).encode()))
-    plot(sweep, safe_output_path(cfg.OUTPUT_DIR, "lr_find.png"), f"lr range test: {os.path.basename(args.cfg)}")
-    print(f"Wrote {os.path.join(cfg.OUTPUT_DIR, 'lr_find.png')} and lr_find.json", file=sys.stderr)
+    write_output(outputs[0], lambda f: f.write(json.dumps(sweep.curve(), indent=1).encode()), "OUTPUT_DIR")
+    plot(sweep, outputs[1], f"lr range test: {os.path.basename(args.cfg)}")
     suggestion = sweep.suggestion()
     if suggestion is None and sweep.diverged:
-        raise CommandLineError(f"the loss diverged after {len(sweep.lrs)} updates, too early for a suggestion; "
-                               "lower --start")
+        raise CommandLineError(f"the loss diverged after {len(sweep.lrs)} updates, too early for a suggestion "
+                               f"(the curve is in {outputs[1]}); lower --start")
     if suggestion is None:
-        raise CommandLineError(f"the sweep ended after {len(sweep.lrs)} updates without a descent to suggest from; "
-                               "give more --iters or a wider --start .. --end")
+        raise CommandLineError(f"the sweep ended after {len(sweep.lrs)} updates without a descent to suggest from "
+                               f"(the curve is in {outputs[1]}); give more --iters or a wider --start .. --end")
+    print(f"Wrote {outputs[1]} and lr_find.json", file=sys.stderr)
     print(f"SOLVER.OPTIMIZER.BASE_LR {suggestion:.3g}")
-
 
 if __name__ == "__main__":
     sys.exit(run(main))

@@ -10,7 +10,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from pet.config import optimizer_entries, validate_cfg
-from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, output_file, run
+from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, output_file, run, write_output
 from pet.engine.runs.runner import count_updates_per_epoch, seed_everything
 from pet.models import build_model
 from pet.solver import format_param_groups
@@ -89,7 +89,8 @@ def plot(curves: Dict[str, Dict[str, List[float]]], path: str, title: str) -> No
     axes[-1, 0].set_xlabel("iteration")
     axes[0, 0].set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    write_output(path, lambda f: figure.savefig(f, format=extension, dpi=DPI), "--out")  # never through a link
     plt.close(figure)
 
 

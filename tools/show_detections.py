@@ -5,7 +5,7 @@ colour, labelled with the category and score; the images are tiled into one PNG 
 """
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torchvision.transforms.functional import to_pil_image
@@ -15,7 +15,7 @@ from pet.config import ConfigError, validate_cfg
 from pet.data.coco import CocoDetection
 from pet.engine.distributed.process_group import shutdown_distributed
 from pet.engine.evaluation.tasks import DETECTION, task_of
-from pet.engine.runs.cli import ArgumentParser, load_config, run
+from pet.engine.runs.cli import ArgumentParser, CommandLineError, load_config, output_file, run, write_output
 from pet.engine.runs.runner import load_trained_model
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
@@ -45,6 +45,19 @@ def draw_predictions(model: torch.nn.Module, dataset: CocoDetection, indices: Li
     return drawn
 
 
+def check_arguments(args: Any) -> None:
+    """Counts of at least one, a non-negative score, and a PNG to write."""
+    for option, value in (("--images", args.images), ("--scale", args.scale)):
+        if value < 1:
+            raise CommandLineError(f"{option} = {value} must be at least 1")
+    if not 0 <= args.score <= 1:
+        raise CommandLineError(f"--score = {args.score} must be in [0, 1]")
+    if args.out is not None and not args.out.lower().endswith(".png"):
+        raise CommandLineError(f"--out {args.out!r} must name a .png file")
+    if args.out is not None:
+        output_file(args.out, "--out")
+
+
 def main(argv: Optional[List[str]] = None) -> str:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", required=True, metavar="FILE", help="YAML config file of a detector")
@@ -55,8 +68,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument("--scale", type=int, default=2, metavar="K", help="enlarge the images K times")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
+    check_arguments(args)
     cfg = load_config(args.cfg, args.opts)
     validate_cfg(cfg)  # checked before the weights are read, so that a classifier's config fails at once
+    out = output_file(args.out or os.path.join(cfg.OUTPUT_DIR, "detections.png"), "--out")
     if task_of(cfg) is not DETECTION:
         raise ConfigError(f"MODEL.NAME = {cfg.MODEL.NAME!r} is not a detector; show_detections draws boxes")
     try:
@@ -66,9 +81,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     images = draw_predictions(model, val_set, list(range(min(args.images, len(val_set)))), args.score, device,
                               args.scale)
     grid = make_grid([image.float() for image in images], nrow=4, padding=4, pad_value=255).to(torch.uint8)
-    out = args.out or os.path.join(cfg.OUTPUT_DIR, "detections.png")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    to_pil_image(grid).save(out)
+    write_output(out, lambda f: to_pil_image(grid).save(f, format="PNG"), "--out")
     print(f"Wrote {out}")
     return out
 

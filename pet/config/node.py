@@ -9,6 +9,7 @@ depth, and the file's own keys are laid over it, as in detectron2.
 import difflib
 import math
 import os
+import stat
 from typing import Any, Iterable, List, Optional
 
 import yaml
@@ -87,8 +88,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_document(self, node: yaml.Node) -> Any:
         if expanded_size(node) > MAX_VALUES:
-            raise ConfigError(f"config file {node.start_mark.name} expands to more than {MAX_VALUES} values (YAML "
-                              "aliases repeated inside each other?)")
+            raise ConfigError(f"config file {node.start_mark.name} expands to more than {MAX_VALUES} values (a config "
+                              "holds a few hundred; YAML aliases repeated inside each other?)")
         return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -107,14 +108,20 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(cfg_filename: str) -> dict:
-    """The mapping a YAML config file holds; a `ConfigError` naming the file for anything else."""
+    """The mapping a YAML config file holds; a `ConfigError` naming the file for anything else (a FIFO or a device,
+    which would hang or never end, included)."""
     try:
+        if not stat.S_ISREG(os.stat(cfg_filename).st_mode):
+            raise ConfigError(f"config file {cfg_filename} is not a regular file")
         with open(cfg_filename, encoding="utf-8") as f:
             loaded = yaml.load(f, Loader=UniqueKeyLoader)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {cfg_filename}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {cfg_filename} is not UTF-8 text (byte {e.start})") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path, or an integer of thousands of digits
+        if isinstance(e, ConfigError):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+        raise ConfigError(f"cannot read config file {cfg_filename}: {reason}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {cfg_filename} is not valid YAML: {_one_line(e)}") from None
     except RecursionError:
@@ -136,13 +143,17 @@ def load_with_bases(cfg_filename: str, chain: Optional[List[str]] = None, read: 
     merged: dict = {}
     for base in base_files(loaded.pop("_BASE_", []), cfg_filename):
         path = os.path.join(os.path.dirname(cfg_filename), base)
+        if "\0" in path:
+            raise ConfigError(f"config file {cfg_filename}: _BASE_ {base!r} holds a NUL character")
         real = os.path.realpath(path)
         if real in chain:
             raise ConfigError(f"config file {cfg_filename}: _BASE_ {base} leads back to itself "
                               f"({' -> '.join(os.path.basename(c) for c in chain)} -> {os.path.basename(path)})")
         if os.path.isdir(path):
             raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} is a folder, not a config file")
-        if not os.path.isfile(path):
+        if os.path.islink(path) and not os.path.exists(path):
+            raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} is a symbolic link that leads nowhere")
+        if not os.path.lexists(path):
             raise ConfigError(f"config file {cfg_filename}: its _BASE_ {path} does not exist")
         if real not in read:
             read[real] = load_with_bases(path, chain, read)
@@ -205,7 +216,10 @@ def _coerce(value: Any, default: Any, full_key: str) -> Any:
         return value
     if isinstance(default, float) and not isinstance(value, bool):
         if isinstance(value, int):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{full_key}: {shown(value)} is too large for a number") from None
         if isinstance(value, str) and value.strip().lower() in ("inf", "+inf", ".inf", "infinity"):
             return math.inf
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):

@@ -17,7 +17,7 @@ class Rule(NamedTuple):
 
 def is_number(v: Any) -> bool:
     """An int or float that is not a bool or NaN."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+    return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and not math.isnan(v)
 
 
 def is_int(v: Any) -> bool:

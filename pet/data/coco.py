@@ -16,6 +16,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from pet.config.node import shown
 from pet.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ class CocoDetection(Dataset):
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
                 self.coco = COCO(annotation_file)
-        except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
-            raise DataError(f"{annotation_file} is not a COCO annotation file: {type(e).__name__}: {e}") from None
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError) as e:
+            raise DataError(f"{annotation_file} is not a COCO annotation file: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]}") from None
         check_annotations(self.coco, annotation_file)
         self.category_ids: List[int] = sorted(self.coco.getCatIds())
         self.category_names: List[str] = [self.coco.cats[i]["name"] for i in self.category_ids]
@@ -64,8 +66,8 @@ class CocoDetection(Dataset):
         try:
             with Image.open(path) as image:
                 pixels = pil_to_tensor(image.convert("RGB"))
-        except OSError as e:
-            raise DataError(f"cannot read image {path}: {e}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as e:  # PIL's ways to refuse a broken image
+            raise DataError(f"cannot read image {path}: {' '.join(str(e).split())[:200]}") from None
         return pixels.float().div_(255), self.target(image_id)
 
     def target(self, image_id: int) -> Target:
@@ -79,7 +81,13 @@ class CocoDetection(Dataset):
 
 
 def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer that fits the int64 tensors ids are kept in."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63
+
+
+def _is_coordinate(value: Any) -> bool:
+    """A finite number of pixels (1e6 is larger than any image)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= 1e6
 
 
 def check_annotations(coco: COCO, annotation_file: str) -> None:
@@ -90,18 +98,24 @@ def check_annotations(coco: COCO, annotation_file: str) -> None:
         name = image.get("file_name")
         if not _is_id(image.get("id")):
             raise DataError(f"{annotation_file}: the image id {image.get('id')!r} is not an integer")
-        if not (isinstance(name, str) and name and not os.path.isabs(name) and ".." not in name.split("/")):
+        if not (isinstance(name, str) and name and not os.path.isabs(name) and ".." not in name.split("/")
+                and "\0" not in name):
             raise DataError(f"{annotation_file}: image {image['id']} has the file_name {name!r}, not a path inside "
                             "the images folder")
+    if not coco.cats:
+        raise DataError(f"{annotation_file} holds no categories")
     for category in coco.cats.values():
         if not _is_id(category.get("id")) or not isinstance(category.get("name"), str):
-            raise DataError(f"{annotation_file}: the category {category!r} needs an integer id and a name")
+            raise DataError(f"{annotation_file}: the category {shown(category, 100)} needs an integer id and a name")
     for annotation in coco.anns.values():
         box = annotation.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} has the bbox {box!r}, not four "
-                            "numbers [x, y, width, height]")
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_coordinate(v) for v in box)):
+            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} has the bbox {shown(box, 100)}, not "
+                            "four numbers of pixels [x, y, width, height]")
+        if annotation.get("iscrowd", 0) not in (0, 1) or not _is_coordinate(annotation.get("area", 0)):
+            raise DataError(f"{annotation_file}: annotation {annotation.get('id')} has iscrowd "
+                            f"{annotation.get('iscrowd')!r} or area {annotation.get('area')!r}: 0 or 1, and a number")
+        annotation.setdefault("area", box[2] * box[3])  # COCO's evaluation reads it
         if annotation.get("category_id") not in coco.cats:
             raise DataError(f"{annotation_file}: annotation {annotation.get('id')} names the category "
                             f"{annotation.get('category_id')!r}, which the file's categories do not hold")

@@ -106,6 +106,19 @@ YAML_STRUCTURE = [
     ("data_add", "DATA:\n  DATASET: operator:add\n",
      "DATA.DATASET = 'operator:add' failed when called with (cfg, split): TypeError: unsupported operand"),
     ("best_mode", "TRAIN:\n  BEST_MODE: highest\n", "TRAIN.BEST_MODE = 'highest' is invalid; allowed: \"\" | max | min"),
+    ("huge_int", "SEED: " + "1" * 5000 + "\n", "cannot read config file"),
+    ("huge_float", "SOLVER:\n  OPTIMIZER:\n    BASE_LR: 1" + "0" * 400 + "\n", "is too large for a number"),
+    ("huge_steps", "SOLVER:\n  SCHEDULER:\n    STEPS: [1" + "0" * 400 + "]\n", "SOLVER.SCHEDULER.STEPS = (1000"),
+    ("base_nul", "_BASE_: \"a\\0b.yaml\"\n", "holds a NUL character"),
+    ("kwargs_item", "SOLVER:\n  OPTIMIZER:\n    TYPE: RPROP\n    WEIGHT_DECAY: 0\n    KWARGS: {etas: [a, b]}\n",
+     "SOLVER.OPTIMIZER.KWARGS.etas[0] = 'a' is invalid"),
+    ("kwargs_length", "SOLVER:\n  OPTIMIZER:\n    TYPE: RPROP\n    WEIGHT_DECAY: 0\n    KWARGS: {etas: [0.5]}\n",
+     "SOLVER.OPTIMIZER.KWARGS.etas = [0.5] is invalid; allowed: 2 items like (0.5, 1.2)"),
+    ("kwargs_float32", "SOLVER:\n  OPTIMIZER:\n    TYPE: ASGD\n    KWARGS: {lambd: 1.0e+308}\n",
+     "finite numbers of at most 3.4e+38"),
+    ("kwargs_refused", "SOLVER:\n  OPTIMIZER:\n    TYPE: ADAMW\n    KWARGS: {differentiable: True}\n",
+     "cannot optimize this model: `fused` does not support `differentiable`"),
+    ("builder_exits", "MODEL:\n  NAME: sys:exit\n", "MODEL.NAME = 'sys:exit' failed when called with (cfg): SystemExit"),
 ]
 COMMAND_LINES = [
     ("odd", ["SOLVER.OPTIMIZER.BASE_LR"], "odd number of items"),
@@ -232,6 +245,11 @@ def test_a_config_file_that_is_not_utf8_is_one_error_line(tmp_path, capsys):
     (lambda a: a["images"][0].update(file_name="../../etc/passwd"), "has the file_name '../../etc/passwd'"),
     (lambda a: a["categories"][0].pop("name"), "needs an integer id and a name"),
     (lambda a: a["images"][0].update(id="first"), "the image id 'first' is not an integer"),
+    (lambda a: a["images"][0].update(id=2 ** 70), "the image id 1180591620717411303424 is not an integer"),
+    (lambda a: a["annotations"][0].update(bbox=[1e308, 5, 1e308, 20]), "not four numbers of pixels"),
+    (lambda a: a["annotations"][0].update(iscrowd="no"), "has iscrowd 'no' or area"),
+    (lambda a: a["images"][0].update(file_name="a\u0000b.png"), "not a path inside the images folder"),
+    (lambda a: a.update(categories=[], annotations=[]), "holds no categories"),
     (None, "is not a file"),
 ])
 def test_broken_coco_annotations_stop_before_training(tmp_path, capsys, shapes_root, change, expected):
@@ -273,3 +291,117 @@ def test_a_run_never_ends_well_with_a_non_finite_model(tmp_path, capsys):
                     r"model_0000004 was not saved; the newest good checkpoint is .*model_0000002\.pth", lines[0])
     assert (output / "last_checkpoint").read_text() == "model_0000002.pth\n"
     assert not (output / "model_final.pth").exists() and not (output / "model_last_good.pth").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A short run of the user builders with a checkpoint every 2 updates and model_best."""
+    from tests.engine.test_user_builders import USER
+
+    output = tmp_path_factory.mktemp("finished") / "run"
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(output), *USER, *SHORT,
+                                          "TRAIN.BEST_METRIC", "val/accuracy", "TRAIN.EVAL_PERIOD", "2"])
+    assert code == 0
+    return output
+
+
+SHORT = ["TRAIN.BATCH_SIZE", "8", "SOLVER.SCHEDULER.TOTAL_ITERS", "6", "SOLVER.SCHEDULER.STEPS", "(4,)",
+         "SOLVER.SCHEDULER.WARM_UP_ITERS", "0", "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINTS_TO_KEEP", "5"]
+
+
+def edit_checkpoint(folder, change):
+    import torch
+
+    path = folder / "model_final.pth"
+    data = torch.load(path, weights_only=True)
+    change(data)
+    torch.save(data, path)
+
+
+RESUME_CASES = [
+    ("metrics_link", lambda f: (f / "metrics.json").unlink() or (f / "metrics.json").symlink_to(f / "config.yaml"),
+     "refusing to follow the symbolic link"),
+    ("log_folder", lambda f: (f / "log.txt").unlink() or (f / "log.txt").mkdir(), "log.txt is a folder"),
+    ("lock_fifo", lambda f: (f / ".lock").unlink() or os.mkfifo(f / ".lock"), ".lock is not a regular file"),
+    ("data_position", lambda f: edit_checkpoint(f, lambda d: d["trainer"].update(data_position=[2 ** 70, 0])),
+     "holds the data position"),
+    ("trainer_field", lambda f: edit_checkpoint(f, lambda d: d["trainer"].update(skipped_updates="x")),
+     "does not fit this run (trainer)"),
+    ("numpy_rng", lambda f: edit_checkpoint(f, lambda d: d["rng"][0]["numpy"].__setitem__(0, "BOGUS")),
+     "holds RNG states that cannot be restored: its NumPy state"),
+    ("no_rng", lambda f: edit_checkpoint(f, lambda d: d.update(rng=[None])), "RNG states that cannot be restored"),
+    ("huge_iteration", lambda f: edit_checkpoint(f, lambda d: d.update(iteration=2 ** 70)),
+     "not an integer in [0, 1e9]"),
+    ("state_entry", lambda f: edit_checkpoint(f, lambda d: d["optimizers"][""]["state"].__setitem__(0, 5)),
+     "does not fit this run (optimizers)"),
+    ("marker_bytes", lambda f: (f / "last_checkpoint").write_bytes(b"\xff\xfe/../x"), "which is not a file in"),
+]
+
+
+@pytest.mark.parametrize("name, damage, expected", RESUME_CASES, ids=[case[0] for case in RESUME_CASES])
+def test_a_refused_resume_writes_nothing(finished_run, tmp_path, capsys, name, damage, expected):
+    import shutil
+
+    from tests.engine.test_user_builders import USER
+
+    folder = tmp_path / "run"
+    shutil.copytree(finished_run, folder, symlinks=True)
+    for path in ("model_0000002.pth", "model_0000004.pth"):  # only model_final is there to resume from
+        (folder / path).unlink()
+    damage(folder)
+    before = {p.name: (p.lstat().st_mtime_ns, p.lstat().st_size) for p in folder.iterdir() if p.name != ".lock"}
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(folder), *USER, *SHORT,
+                                          "SOLVER.SCHEDULER.TOTAL_ITERS", "8", "--resume"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    after = {p.name: (p.lstat().st_mtime_ns, p.lstat().st_size) for p in folder.iterdir() if p.name != ".lock"}
+    assert after == before
+
+
+def test_a_run_never_deletes_or_reads_what_is_not_its_own(finished_run, tmp_path):
+    import shutil
+
+    import torch
+
+    from tests.engine.test_user_builders import USER
+
+    folder = tmp_path / "run"
+    shutil.copytree(finished_run, folder, symlinks=True)
+    (folder / "model_0000001").mkdir()  # a folder of the user's, named like an FSDP checkpoint
+    (folder / "model_0000001" / "notes.txt").write_text("mine")
+    (folder / "model_0000003").write_text("mine too")  # a file of the user's, named like one without .pth
+    elsewhere = tmp_path / "elsewhere.pth"
+    shutil.copy(folder / "model_final.pth", elsewhere)
+    (folder / "model_0000009.pth").symlink_to(elsewhere)  # newer than any: a resume would start there
+    (folder / "model_0000005.pth").symlink_to(elsewhere)  # older than what the run keeps: pruning would meet it
+    (folder / ".model_0000006.tmp-7").mkdir()  # what an FSDP run killed mid-write leaves
+    (folder / "last_checkpoint").unlink()
+    (folder / "model_final.pth").unlink()
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(folder), *USER, *SHORT,
+                                          "SOLVER.SCHEDULER.TOTAL_ITERS", "8", "TRAIN.CHECKPOINTS_TO_KEEP", "1",
+                                          "--resume"])
+    assert code == 0
+    assert (folder / "model_0000001" / "notes.txt").read_text() == "mine"  # never pruned
+    assert (folder / "model_0000003").read_text() == "mine too"
+    assert os.path.islink(folder / "model_0000009.pth") and os.path.islink(folder / "model_0000005.pth")
+    assert torch.load(folder / "model_final.pth", weights_only=True)["iteration"] == 8
+    assert not (folder / ".model_0000006.tmp-7").exists()
+
+
+@pytest.mark.parametrize("make", ["fifo", "link"])
+def test_a_checkpoint_that_is_a_fifo_or_a_link_is_never_read_for_weights(tmp_path, capsys, make):
+    target = tmp_path / "weights.pth"
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(tmp_path / "missing.pth")
+    code = train_net.run(train_net.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path / "out"),
+                                          "MODEL.WEIGHTS", str(target)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+
+
+def test_a_config_file_that_is_a_fifo_is_one_error_line(tmp_path, capsys):
+    os.mkfifo(tmp_path / "cfg.yaml")
+    code = train_net.run(train_net.main, ["--cfg", str(tmp_path / "cfg.yaml")])
+    assert code == 2 and capsys.readouterr().err == f"error: config file {tmp_path / 'cfg.yaml'} is not a regular file\n"

@@ -180,8 +180,9 @@ def test_lr_find_says_a_short_sweep_ended_rather_than_diverged(tmp_path, capsys)
     code = lr_find.run(lr_find.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path), "--start", "1e-9",
                                       "--end", "1e-8", "--iters", "3", "TRAIN.BATCH_SIZE", "8"])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and lines[-1] == ("error: the sweep ended after 3 updates without a descent to suggest from; give "
-                                       "more --iters or a wider --start .. --end (see --help)"), lines
+    assert code == 2 and lines == [f"error: the sweep ended after 3 updates without a descent to suggest from (the "
+                                   f"curve is in {tmp_path / 'lr_find.png'}); give more --iters or a wider --start .. "
+                                   "--end (see --help)"], lines
 
 
 @pytest.mark.parametrize("tool", ["export_weights", "plot_schedule"])
@@ -189,11 +190,15 @@ def test_lr_find_says_a_short_sweep_ended_rather_than_diverged(tmp_path, capsys)
     (lambda t: str(t), r"--out '.*' is a folder; give a file path in it"),
     (lambda t: "", r"--out is empty; give a file path"),
     (lambda t: str(t / "a_file" / "x.png"), r"--out '.*x\.png' lies under .*a_file, which is a file"),
+    (lambda t: str(t / "a_fifo"), r"--out '.*a_fifo' exists and is not a regular file; it is not replaced"),
+    (lambda t: str(t / "new") + "/", r"--out '.*new/' is a folder; give a file path in it"),
+    (lambda t: str(t / ("x" * 300 + ".png")), r"--out: the file name 'xxxx.*is too long"),
 ])
 def test_an_output_path_that_cannot_be_a_file_is_one_error_line(tmp_path, capsys, tool, out, message):
     import torch
 
     (tmp_path / "a_file").write_text("x")
+    os.mkfifo(tmp_path / "a_fifo")
     torch.save({"model": {"w": torch.ones(1)}, "iteration": 1, "rng": []}, tmp_path / "ckpt.pth")
     before = sorted(os.listdir(tmp_path))
     module = load_tool(tool)
@@ -214,3 +219,36 @@ def test_export_weights_refuses_a_checkpoint_whose_model_is_no_state_dict(tmp_pa
     assert code == 2 and lines == [f"error: {tmp_path / 'five.pth'} holds no model weights (a int, not tensors by "
                                    "name)"]
     assert not (tmp_path / "w.pth").exists()
+
+
+def test_export_weights_never_overwrites_its_input(tmp_path, capsys):
+    import torch
+
+    torch.save({"model": {"w": torch.ones(1)}, "iteration": 1, "rng": []}, tmp_path / "ckpt.pth")
+    before = (tmp_path / "ckpt.pth").read_bytes()
+    export = load_tool("export_weights")
+    code = export.run(export.main, ["--weights", str(tmp_path / "ckpt.pth"), "--out", str(tmp_path / "ckpt.pth")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "is the input" in lines[0], lines
+    assert (tmp_path / "ckpt.pth").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--images", "0"], r"--images = 0 must be at least 1"), (["--scale", "-2"], r"--scale = -2 must be at least 1"),
+    (["--score", "2"], r"--score = 2\.0 must be in \[0, 1\]"), (["--out", "x.txt"], r"--out 'x\.txt' must name a \.png"),
+])
+def test_show_detections_options_are_checked_first(tmp_path, capsys, argv, message):
+    show = load_tool("show_detections")
+    code = show.run(show.main, ["--cfg", DEFAULT_CFG, "--weights", str(tmp_path / "w.pth"), *argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and re.search(message, lines[0]), lines
+
+
+def test_plot_schedule_replaces_a_link_at_its_default_output_and_never_writes_through_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "schedule.png").symlink_to(victim)
+    plot = load_tool("plot_schedule")
+    assert plot.run(plot.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path / "out")]) == 0
+    assert victim.read_text() == "precious" and not os.path.islink(tmp_path / "out" / "schedule.png")

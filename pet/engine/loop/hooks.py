@@ -262,9 +262,11 @@ def best_score_on_disk(checkpointer: Checkpointer, metric: str) -> Optional[floa
     """The score `model_best` of an earlier part of this run holds (None without one, for another metric, or for
     one that is not a finite number)."""
     path = os.path.join(checkpointer.save_dir, f"model_best{checkpointer.suffix}")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
     try:
+        if os.path.islink(path):
+            raise CheckpointError("it is a symbolic link, which is not followed")
         best = read_checkpoint_metadata(path).get("best", {})
     except CheckpointError as e:
         logger.warning("Cannot read the score of %s (%s); the next evaluation replaces it", path, e)

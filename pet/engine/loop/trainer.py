@@ -113,9 +113,20 @@ class Trainer:
             state["data_position"] = list(sampler.position_at(self.iter + 1))
         return state
 
+    @staticmethod
+    def check_state(state: Any) -> None:
+        """A `ValueError` unless `state` has the form of `state_dict()`."""
+        require_fields(state, {"skipped_updates": int, "consecutive_skips": int, "data_position": list}, "trainer")
+        position = state["data_position"]
+        if not (len(position) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                           for v in position)):
+            raise ValueError(f"the trainer state's data position {position!r} is not [epoch, samples taken]")
+        if not 0 <= state["consecutive_skips"] <= state["skipped_updates"] < 2 ** 53:
+            raise ValueError("the trainer state's skip counts are not counts")
+
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue the skip counters of `state_dict()` (the data position is the loader's, read by the runner)."""
-        require_fields(state, {"skipped_updates": int, "consecutive_skips": int}, "trainer")
+        self.check_state(state)
         self.skips.set(state["skipped_updates"], state["consecutive_skips"])
 
     @property

@@ -80,17 +80,21 @@ class JSONWriter:
         """Keep the lines of iterations before `start_iter`, in a new file that replaces the old one (a hard link
         to the old file elsewhere keeps the old contents). A line a killed run left half-written is dropped."""
         kept, torn = [], 0
-        with open(self.path, encoding="utf-8", errors="replace") as f:
+        with open(self.path, encoding="utf-8", errors="replace", opener=no_follow) as f:
             for line in f:
-                try:
-                    row = json.loads(line) if line.strip() else None
-                except json.JSONDecodeError:
-                    torn += 1
+                if not line.strip():
                     continue
-                if row is not None and row.get("iteration", start_iter) < start_iter:
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError):
+                    row = None
+                if not (isinstance(row, dict) and isinstance(row.get("iteration"), int)):
+                    torn += 1  # half-written by a killed run, or no row of this file at all
+                elif row["iteration"] < start_iter:
                     kept.append(line if line.endswith("\n") else line + "\n")
         if torn:
-            logger.warning("%s: dropped %d line(s) that a killed run left half-written", self.path, torn)
+            logger.warning("%s: dropped %d line(s) that a killed run left half-written, or that are no rows of it",
+                           self.path, torn)
         atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
 
     def write(self, storage: EventStorage) -> None:

@@ -22,10 +22,12 @@ from typing import Any, Callable, ContextManager, Dict, FrozenSet, Iterator, Lis
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
+from pet.config.rules import MAX_ITERATIONS
 from pet.engine.distributed.process_group import all_gather_objects, all_reduce_sum, get_rank, get_world_size
 from pet.engine.persistence.safe_files import atomic_write, safe_output_path, safe_torch_load
 from pet.engine.persistence.sharded import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
@@ -68,8 +70,10 @@ def check_rng_state(state: Any) -> None:
     if state["torch"].dtype != torch.uint8 or state["torch"].shape != torch.get_rng_state().shape:
         raise ValueError("its torch state is not a generator state of this torch")
     numpy_state = state["numpy"]
-    if len(numpy_state) != 5 or not isinstance(numpy_state[1], torch.Tensor):
-        raise ValueError("its NumPy state is not (name, keys, position, gaussian flag, cached gaussian)")
+    if not (len(numpy_state) == 5 and numpy_state[0] == "MT19937" and isinstance(numpy_state[1], torch.Tensor)
+            and numpy_state[1].shape == (624,) and isinstance(numpy_state[2], int) and 0 <= numpy_state[2] <= 624
+            and numpy_state[3] in (0, 1) and isinstance(numpy_state[4], float)):
+        raise ValueError("its NumPy state is not (MT19937, 624 keys, position, gaussian flag, cached gaussian)")
     try:
         random.Random().setstate(tuple(state["python"]))
     except (TypeError, ValueError) as e:
@@ -89,7 +93,7 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
 def rng_state_of_this_process(states: Any, path: str) -> Optional[Dict[str, Any]]:
     """This process's RNG states from a checkpoint's `rng` (one entry per process); None for a process the
     checkpoint has no entry for (a run resumed with more processes): it keeps the seed it started with."""
-    if not isinstance(states, list):
+    if not isinstance(states, list) or not all(isinstance(state, dict) for state in states):
         raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: not one per process")
     if get_rank() < len(states):
         return states[get_rank()]
@@ -145,6 +149,14 @@ class OptimizerState:
             raise CheckpointError(f"it holds the state of a {state['optimizer_class']} optimizer, but this run's is "
                                   f"{type(self.optimizer).__name__}: SOLVER.OPTIMIZER.TYPE changed")
         check_optimizer_groups(self.optimizer, state)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if not isinstance(state["state"], dict):
+            raise ValueError("the optimizer state's 'state' is not a dict")
+        for index, entry in state["state"].items():
+            if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)):
+                raise ValueError(f"the optimizer state holds {index!r}: {type(entry).__name__}, not a parameter's state")
+            for name, value in entry.items():
+                check_state_value(value, params[index], name, f"{name} of parameter {index}")
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Take the saved state, keep the configured hyperparameters."""
@@ -162,6 +174,28 @@ class OptimizerState:
         yield
         for group, hyperparameters in zip(self.optimizer.param_groups, configured):
             group.update(hyperparameters)
+
+
+# The per-element buffers torch's fused kernels read: a 0-dim tensor is no step count there.
+ELEMENTWISE_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "sum"})
+
+
+def check_state_value(value: Any, param: torch.Tensor, name: str, what: str) -> None:
+    """A `ValueError` unless `value` can be state `name` of a parameter: a tensor of the parameter's shape, a 0-dim
+    one or a number for a scalar state (step counts, NAdam's and ASGD's factors), the parameter's shape with its
+    last or second-to-last size 1 for Adafactor's factored second moments. A tensor of another shape reaches
+    kernels that index it by the parameter's shape: torch's fused SGD crashes the process on one."""
+    scalar_allowed = name not in ELEMENTWISE_STATE
+    if scalar_allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"the optimizer state's {what} is a {type(value).__name__}")
+    if isinstance(param, DTensor) or (scalar_allowed and value.dim() == 0):
+        return
+    shape = tuple(param.shape)
+    factored = {"row_var": shape[:-1] + (1,), "col_var": shape[:-2] + (1,) + shape[-1:]} if len(shape) >= 2 else {}
+    if tuple(value.shape) not in (shape, factored.get(name)):
+        raise ValueError(f"the optimizer state's {what} has the shape {tuple(value.shape)}, the parameter {shape}")
 
 
 def state_of(obj: Any) -> Dict[str, Any]:
@@ -324,10 +358,14 @@ class Checkpointer:
             shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
 
     def periodic(self) -> List[str]:
-        """The periodic checkpoints (`model_<iteration>.pth`, or folders `model_<iteration>`), newest first: by
-        iteration, not by name."""
-        found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(self.save_dir, "model_*"))
-                 for m in [_PERIODIC.search(os.path.basename(path))] if m]
+        """This run's periodic checkpoints (files `model_<iteration>.pth`, or FSDP folders `model_<iteration>`),
+        newest first: by iteration, not by name. Links and entries of the other kind are not the run's."""
+        found = []
+        for path in glob.glob(os.path.join(self.save_dir, "model_*")):
+            match = _PERIODIC.search(os.path.basename(path))
+            if match and match.group(2) == (self.suffix or None) and not os.path.islink(path) \
+                    and os.path.isdir(path) == self.sharded:
+                found.append((int(match.group(1)), path))
         return [path for _, path in sorted(found, reverse=True)]
 
     def marked(self) -> Optional[str]:
@@ -335,13 +373,11 @@ class Checkpointer:
         marker = safe_output_path(self.save_dir, LAST_CHECKPOINT)
         if not os.path.lexists(marker):
             return None
-        if not os.path.isfile(marker):  # a FIFO or a folder would hang or fail the read
-            raise CheckpointError(f"{marker} is not a regular file; remove it")
-        with open(marker, encoding="utf-8") as f:
-            name = f.read().strip()
-        if os.path.basename(name) != name or name in ("", ".", ".."):
-            raise CheckpointError(f"{marker} names {name!r}, which is not a file in {self.save_dir}")
-        return safe_output_path(self.save_dir, name)
+        with open(marker, "rb") as f:
+            name = f.read(4096).decode("utf-8", errors="replace").strip()
+        if os.path.basename(name) != name or name in ("", ".", "..") or "\0" in name:
+            raise CheckpointError(f"{marker} names {name[:100]!r}, which is not a file in {self.save_dir}")
+        return safe_output_path(self.save_dir, name, folder_too=True)
 
     def latest(self) -> Optional[str]:
         """The checkpoint `last_checkpoint` names, when it exists; else None."""
@@ -363,6 +399,8 @@ class Checkpointer:
         candidates = self.candidates()
         for path in candidates:
             try:
+                if os.path.islink(path):
+                    raise CheckpointError("it is a symbolic link, which a resume does not follow")
                 data = read_checkpoint(path)
             except CheckpointError as e:
                 logger.warning("Cannot resume from %s (%s); trying an older checkpoint", path, e)
@@ -443,8 +481,8 @@ def check_contents(data: Any, path: str, objects: Dict[str, Any]) -> None:
     if missing:
         raise CheckpointError(f"checkpoint {path} has no state for {missing}")
     iteration = data["iteration"]
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
-        raise CheckpointError(f"checkpoint {path} holds the iteration {iteration!r}, not an integer >= 0")
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or not 0 <= iteration <= MAX_ITERATIONS:
+        raise CheckpointError(f"checkpoint {path} holds the iteration {iteration!r}, not an integer in [0, 1e9]")
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:
@@ -463,6 +501,7 @@ def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False)
     state dict as it is; with `project_only`, anything but a checkpoint of this project is a `CheckpointError`, and
     so is, always, a file whose weights are not tensors by name."""
     if is_sharded_checkpoint(path):
+        read_checkpoint(path)  # its extra.pth and metadata, checked before any tensor is read
         state = read_section(path, "ema.average" if ema else "model")
     else:
         data = read_checkpoint(path)

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from typing import Any, List, Optional, Set
 
@@ -46,7 +47,7 @@ def open_lock_file(path: str) -> int:
     """`path` opened for reading and writing, created if missing, never through a symbolic link (its target, outside
     the folder, would get the process id); a link or a folder there is a `ConfigError`."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     except OSError as e:
         if os.path.islink(path):
             raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)}); the run will not write through "
@@ -54,6 +55,10 @@ def open_lock_file(path: str) -> int:
         if os.path.isdir(path):
             raise ConfigError(f"{path} is a folder, not the run's lock file: remove it") from None
         raise ConfigError(f"cannot create the lock file {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a FIFO or a device
+        os.close(descriptor)
+        raise ConfigError(f"{path} is not a regular file, so not the run's lock file: remove it")
+    return descriptor
 
 
 # The descriptors of the locks this process holds. A process forked from it (a data-loader worker) must not keep
@@ -117,7 +122,7 @@ def archive_previous_run(folder: str) -> Optional[str]:
         started = os.lstat(os.path.join(folder, "config.yaml")).st_mtime
     base = "run-" + datetime.datetime.fromtimestamp(started).strftime("%Y%m%d-%H%M%S")
     target, suffix = os.path.join(folder, base), 2
-    while os.path.exists(target):
+    while os.path.lexists(target):
         target, suffix = os.path.join(folder, f"{base}-{suffix}"), suffix + 1
     os.mkdir(target)
     for name in names:
@@ -126,10 +131,12 @@ def archive_previous_run(folder: str) -> Optional[str]:
 
 
 def remove_temporaries(folder: str) -> List[str]:
-    """Delete the temporary files of writes that a killed run never finished; return their names."""
+    """Delete the temporary files (and FSDP checkpoint folders) of writes that a killed run never finished; return
+    their names."""
     names = [name for name in os.listdir(folder) if TEMPORARY.match(name)]
     for name in names:
-        os.remove(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
     return names
 
 

@@ -20,7 +20,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import filesystem, metadata as dcp_metadata
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-from pet.engine.persistence.safe_files import safe_torch_load
+from pet.engine.persistence.safe_files import check_regular, safe_torch_load
 from pet.errors import CheckpointError
 
 EXTRA = "extra.pth"
@@ -59,6 +59,8 @@ def read_metadata(folder: str) -> Metadata:
     """The DCP metadata of a checkpoint folder, read safely and checked against the folder's files; a
     `CheckpointError` for a missing, truncated, crafted or inconsistent one."""
     path = os.path.join(folder, METADATA)
+    if os.path.lexists(path):
+        check_regular(path)  # a FIFO would hang the read
     try:
         with open(path, "rb") as f:
             loaded = _MetadataUnpickler(f).load()
@@ -72,10 +74,32 @@ def read_metadata(folder: str) -> Metadata:
     for key, entry in loaded.state_dict_metadata.items():
         if not isinstance(entry, TensorStorageMetadata):  # bytes entries are read with a full unpickler
             raise CheckpointError(f"checkpoint {path}: {key} is not a tensor; this project's folders hold tensors only")
+        if not isinstance(key, str) or not tensor_fits(entry):
+            raise CheckpointError(f"checkpoint {path}: the tensor {str(key)[:100]!r} is described with a shape or "
+                                  "dtype no tensor of this project has")
     if loaded.storage_meta is None:
         loaded.storage_meta = dcp_metadata.StorageMeta()
     check_storage(folder, loaded)
     return loaded
+
+
+# More elements than any one tensor of a model holds (2**40 float32 are 4 TB): a size beyond it is crafted.
+MAX_ELEMENTS = 1 << 40
+
+
+def tensor_fits(entry: TensorStorageMetadata) -> bool:
+    """Whether a tensor's metadata is one this project writes: sizes of non-negative integers, not absurdly many
+    elements, a torch dtype, chunks of the same rank."""
+    size = entry.size
+    if not (isinstance(size, (tuple, list)) and all(isinstance(n, int) and n >= 0 for n in size)):
+        return False
+    elements = 1
+    for n in size:
+        elements *= n
+    properties = getattr(entry, "properties", None)
+    return (elements <= MAX_ELEMENTS and isinstance(getattr(properties, "dtype", None), torch.dtype)
+            and isinstance(entry.chunks, list) and all(len(getattr(chunk, "sizes", ())) == len(size)
+                                                       for chunk in entry.chunks))
 
 
 def check_storage(folder: str, loaded: Metadata) -> None:

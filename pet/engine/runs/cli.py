@@ -1,10 +1,12 @@
 """Command-line plumbing for tools/: argument parsing and one-line `error: ...` exits, never a traceback."""
 import argparse
 import os
+import stat
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 from pet.config import get_cfg
+from pet.engine.persistence.safe_files import atomic_write
 from pet.errors import USER_ERRORS, ConfigError, CrashLoopError, Preempted
 
 # The exit code of a run that SIGTERM or SIGUSR1 stopped with a checkpoint (resume it with --resume).
@@ -45,26 +47,40 @@ def say_error(message: str, every_process: bool = False) -> None:
         print(message, file=sys.stderr)
 
 
-def output_file(path: str, option: str) -> str:
-    """`path` checked as a file a tool may write (its folder created): an empty path, a folder, or a path under a
-    file is a `CommandLineError` naming `option`, before any work."""
+def output_file(path: str, option: str, inputs: Sequence[str] = ()) -> str:
+    """`path` checked as a file a tool may write, before any work and without writing anything: an empty path, a
+    folder, something that exists and is not a regular file (a device, a FIFO), one of the tool's `inputs`, a
+    name too long, a path under a file or in a folder that cannot be written is a `CommandLineError` naming
+    `option`."""
     if not path:
         raise CommandLineError(f"{option} is empty; give a file path")
-    if os.path.isdir(path):
+    if path.endswith(os.sep) or os.path.isdir(path):
         raise CommandLineError(f"{option} {path!r} is a folder; give a file path in it")
-    folder = os.path.dirname(os.path.abspath(path))
-    above = folder
+    if os.path.lexists(path) and not os.path.islink(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise CommandLineError(f"{option} {path!r} exists and is not a regular file; it is not replaced")
+    for given in inputs:
+        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise CommandLineError(f"{option} {path!r} is the input {given!r}; write elsewhere")
+    above = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(above):
         above = os.path.dirname(above)
     if not os.path.isdir(above):
         raise CommandLineError(f"{option} {path!r} lies under {above}, which is a file")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise CommandLineError(f"{option} {path!r}: cannot create its folder {folder}: {e.strerror or e}") from None
-    if not os.access(folder, os.W_OK):
-        raise CommandLineError(f"{option} {path!r}: its folder {folder} is not writable")
+    if not os.access(above, os.W_OK):
+        raise CommandLineError(f"{option} {path!r}: the folder {above} is not writable")
+    if len(os.path.basename(path).encode()) > os.pathconf(above, "PC_NAME_MAX"):
+        raise CommandLineError(f"{option}: the file name {os.path.basename(path)[:40]!r}... is too long")
     return path
+
+
+def write_output(path: str, write: Callable[[Any], None], option: str) -> None:
+    """Write `path` (checked with `output_file`) atomically, its folder created; a failure is a `CommandLineError`
+    naming `option`."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        atomic_write(path, write)
+    except OSError as e:
+        raise CommandLineError(f"{option} {path!r} cannot be written: {e.strerror or e}") from None
 
 
 def write_report(path: str, report: str) -> str:
@@ -82,7 +98,7 @@ def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = 
     try:
         main(argv)
     except CommandLineError as e:
-        say_error(f"error: {e} (see --help)")
+        say_error(f"error: {' '.join(str(e).split())} (see --help)")
         return 2
     except CrashLoopError as e:
         say_error(f"error: {' '.join(str(e).split())}")

@@ -46,6 +46,8 @@ from pet.solver.units import SolverUnit, build_run_solver, check_unit_support, i
 
 logger = logging.getLogger(__name__)
 
+RUN_LOG_FILES = ("config.yaml", "log.txt", "metrics.json")  # what a run writes into OUTPUT_DIR besides checkpoints
+
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -237,17 +239,22 @@ def restore(checkpointer: Checkpointer, cfg: Any, world_size: int) -> Dict[str, 
     return checkpoint
 
 
-def saved_data_position(checkpoint: Dict[str, Any]) -> Optional[Tuple[int, int]]:
-    """Where a checkpoint's run would have taken its next batch (epoch, samples of its order taken); None for a
-    fresh run."""
-    trainer = checkpoint.get("trainer")
-    position = trainer.get("data_position") if isinstance(trainer, dict) else None
-    if position is None:
+def saved_data_position(checkpoint: Dict[str, Any], dataset_size: int, path: Optional[str]
+                        ) -> Optional[Tuple[int, int]]:
+    """Where a checkpoint's run would have taken its next batch (epoch, samples of its order taken), checked with
+    the rest of its trainer state before anything is written; None for a fresh run."""
+    if not checkpoint:
         return None
-    if not (isinstance(position, (list, tuple)) and len(position) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in position)):
-        raise CheckpointError(f"the checkpoint's data position {position!r} is not (epoch, samples taken)")
-    return position[0], position[1]
+    state = checkpoint.get("trainer")
+    try:
+        Trainer.check_state(state)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path} does not fit this run (trainer): {e}") from None
+    epoch, taken = state["data_position"]
+    if not (epoch < 2 ** 31 and taken <= dataset_size):
+        raise CheckpointError(f"checkpoint {path} holds the data position {[epoch, taken]}, beyond the training set's "
+                              f"{dataset_size} samples")
+    return epoch, taken
 
 
 def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[[], ContextManager],
@@ -319,12 +326,16 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
     lock = claim_output(cfg, resume)
     checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
-    check_relaunch(cfg.OUTPUT_DIR, checkpoint.get("iteration", 0))  # a crash loop stops here, before any write
-    write_run_files(cfg)  # after the resume's checks: a refused resume leaves config.yaml as it was
+    # Every check a resume makes comes before the first write: a refused resume leaves the folder as it was.
+    start_position = saved_data_position(checkpoint, len(data.train_set), checkpointer.loaded_path)
+    for name in RUN_LOG_FILES:
+        safe_output_path(cfg.OUTPUT_DIR, name)  # no link, folder or FIFO where the run writes
+    check_relaunch(cfg.OUTPUT_DIR, checkpoint.get("iteration", 0))  # a crash loop stops here
+    write_run_files(cfg)
     logger.info("Running with %d process(es) on %s; %d updates per epoch; %d images per update",
                 world_size, device, data.updates_per_epoch, images_per_update(cfg, world_size))
     start_iter = checkpoint.get("iteration", 0)
-    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, saved_data_position(checkpoint))
+    trainer, eval_hook = build_trainer(cfg, setup, start_iter, weights, start_position)
     if checkpoint:
         checkpointer.load_into("trainer", trainer, checkpoint, checkpointer.loaded_path)
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed

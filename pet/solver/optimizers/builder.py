@@ -19,6 +19,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 from pet.config import get_cfg, validate_optimizer_cfg
+from pet.config.node import shown
 from pet.errors import ConfigError
 from pet.solver.optimizers.fused_kernels import FusedFirstStepGuard, needs_first_step_guard
 from pet.solver.optimizers.guard import GradientGuard, add_gradient_guard
@@ -101,8 +102,8 @@ def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[st
     """Instantiate `cls` over `groups` with `kwargs`; torch's refusals become a `ConfigError` naming `key`."""
     try:
         return cls(groups, **kwargs)
-    except ValueError as e:  # what torch's classes raise for values they refuse; anything else is a bug
-        raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {e}") from None
+    except (ValueError, RuntimeError) as e:  # how torch's classes refuse values; a TypeError is a bug
+        raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {' '.join(str(e).split())}") from None
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,9 @@ def extra_kwargs(kind: OptimizerType, given: Dict[str, Any], mapped: Dict[str, A
         if name not in parameters and not open_ended:
             raise ConfigError(f"{key}.KWARGS.{name}: {kind.cls.__name__} takes no argument {name!r}; it takes "
                               f"{', '.join(accepted) or 'no further arguments'}")
-        check_kwarg_value(value, value_kinds(parameters.get(name), hints.get(name)), f"{key}.KWARGS.{name}")
+        parameter = parameters.get(name)
+        check_kwarg_value(value, value_kinds(parameter, hints.get(name)), f"{key}.KWARGS.{name}",
+                          parameter.default if parameter is not None else None)
     return {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
 
 
@@ -253,17 +256,34 @@ _DESCRIPTIONS = {"bool": "True or False", "int": "an integer", "number": "a fini
                  "none": "None", "sequence": "a list"}
 
 
-def check_kwarg_value(value: Any, kinds: FrozenSet[str], key: str) -> None:
-    """A `ConfigError` naming `key` when `value` is not of one of `kinds`, or holds a number that is not finite
-    (a NaN dampening would turn every weight to NaN without a non-finite gradient to notice)."""
+# The largest magnitude a float32 holds: hyperparameters meet the parameters' float32 tensors in the kernels.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_kwarg_value(value: Any, kinds: FrozenSet[str], key: str, default: Any = None) -> None:
+    """A `ConfigError` naming `key` when `value` is not of one of `kinds`, or holds a number that is not finite or
+    does not fit a float32 (a NaN dampening would turn every weight to NaN without a non-finite gradient to
+    notice). A list stands for a tuple default of the same length, item by item (Rprop's `etas`, Adafactor's
+    `eps`)."""
     kind = _KINDS_OF.get(type(value), "other")
     fits = "any" in kinds or kind in kinds or (kind == "int" and "number" in kinds)
     if not fits:
         allowed = " or ".join(_DESCRIPTIONS[k] for k in sorted(kinds))
-        raise ConfigError(f"{key} = {value!r} is invalid; allowed: {allowed}")
-    numbers = value if isinstance(value, (list, tuple)) else [value]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-        raise ConfigError(f"{key} = {value!r} is invalid; allowed: finite numbers")
+        raise ConfigError(f"{key} = {shown(value)} is invalid; allowed: {allowed}")
+    items = list(value) if kind == "sequence" else [value]
+    if kind == "sequence" and isinstance(default, tuple):
+        if len(items) != len(default):
+            raise ConfigError(f"{key} = {shown(value)} is invalid; allowed: {len(default)} items like {default!r}")
+        for index, (item, item_default) in enumerate(zip(items, default)):
+            item_kinds = frozenset({"number", "none"}) if item_default is None else \
+                frozenset({"number" if _KINDS_OF.get(type(item_default)) == "int" else
+                           _KINDS_OF.get(type(item_default), "any")})
+            check_kwarg_value(item, item_kinds, f"{key}[{index}]")
+    elif kind == "sequence" and not all(_KINDS_OF.get(type(item)) in ("int", "number", "bool", "none")
+                                        for item in items):
+        raise ConfigError(f"{key} = {shown(value)} is invalid; allowed: a list of numbers")
+    if any(_KINDS_OF.get(type(item)) in ("int", "number") and not abs(item) <= FLOAT32_MAX for item in items):
+        raise ConfigError(f"{key} = {shown(value)} is invalid; allowed: finite numbers of at most {FLOAT32_MAX:.3g}")
 
 
 def guard_settings(cfg: Any) -> Optional[GuardSettings]:

@@ -114,3 +114,10 @@ def test_a_hard_link_to_metrics_elsewhere_is_not_rewritten(tmp_path):
     JSONWriter(str(run / "metrics.json"), start_iter=3).close()
     assert outside.read_text() == '{"iteration": 0}\n{"iteration": 7}\n'  # untouched
     assert (run / "metrics.json").read_text() == '{"iteration": 0}\n'
+
+
+def test_lines_that_are_no_rows_are_dropped_too(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"iteration": 0, "loss": 1.0}\n[1, 2]\n7\n{"iteration": "x"}\n' + "[" * 100_000 + "\n")
+    JSONWriter(str(path), start_iter=5).close()
+    assert [json.loads(line)["iteration"] for line in path.read_text().splitlines()] == [0]

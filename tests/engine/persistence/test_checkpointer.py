@@ -239,7 +239,7 @@ def test_a_folder_whose_checkpoints_all_fail_is_an_error_not_a_fresh_start(tmp_p
 
 def test_a_fifo_as_last_checkpoint_is_refused_without_hanging(tmp_path):
     os.mkfifo(tmp_path / "last_checkpoint")
-    with pytest.raises(CheckpointError, match=r"last_checkpoint is not a regular file"):
+    with pytest.raises(CheckpointError, match=r"last_checkpoint is a FIFO; a file was expected there"):
         Checkpointer(str(tmp_path)).load_newest()
 
 
@@ -385,3 +385,34 @@ def test_numpy_random_state_is_restored(tmp_path):
     np.random.seed(99)
     checkpointer.load(checkpointer.latest())
     assert np.array_equal(np.random.random(4), expected)
+
+
+@pytest.mark.parametrize("buffer", [torch.zeros(1), torch.zeros(1_000), torch.zeros(4, 1), "x", 5])
+def test_optimizer_state_of_another_shape_is_refused_before_a_fused_kernel_reads_it(tmp_path, buffer):
+    def objects():
+        torch.manual_seed(0)
+        model = nn.Linear(3, 4)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+
+    model, optimizer = objects()
+    model(torch.randn(2, 3)).sum().backward()
+    optimizer.step()
+    Checkpointer(str(tmp_path), model=model, optimizer=optimizer).save("model_final", 1)
+    data = read_checkpoint(str(tmp_path / "model_final.pth"))
+    data["optimizer"]["state"][0]["momentum_buffer"] = buffer
+    torch.save(data, tmp_path / "model_final.pth")
+    model, optimizer = objects()
+    with pytest.raises(CheckpointError, match=r"does not fit this run \(optimizer\): the optimizer state's "
+                                              r"momentum_buffer of parameter 0 (has the shape|is a)"):
+        Checkpointer(str(tmp_path), model=model, optimizer=optimizer).load(str(tmp_path / "model_final.pth"))
+
+
+def test_factored_second_moments_of_adafactor_are_a_state_that_fits(tmp_path):
+    model = nn.Linear(3, 4)
+    optimizer = torch.optim.Adafactor(model.parameters())
+    model(torch.randn(2, 3)).sum().backward()
+    optimizer.step()
+    Checkpointer(str(tmp_path), optimizer=optimizer).save("model_final", 1)
+    loaded = torch.optim.Adafactor(model.parameters())
+    Checkpointer(str(tmp_path), optimizer=loaded).load(str(tmp_path / "model_final.pth"))
+    assert torch.equal(loaded.state[model.weight]["row_var"], optimizer.state[model.weight]["row_var"])

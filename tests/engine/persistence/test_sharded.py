@@ -198,3 +198,20 @@ def test_a_folder_cut_short_by_a_crash_fails_when_read(tmp_path, victim):
     for read in every_reader(folder):
         with pytest.raises(CheckpointError, match="cannot be loaded safely|shorter than its metadata says"):
             read()
+
+
+@pytest.mark.parametrize("size", [[10 ** 6] * 3, [-5], ["a", "b"]])
+def test_metadata_describing_an_impossible_tensor_is_refused_before_anything_is_allocated(tmp_path, size):
+    import pickle
+
+    from pet.engine.persistence.sharded import read_metadata
+
+    folder = str(tmp_path / "model_final")
+    write_plain_folder(folder)
+    path = os.path.join(folder, ".metadata")
+    metadata = pickle.loads(open(path, "rb").read())
+    metadata.state_dict_metadata["model.w"].size = torch.Size(size) if all(isinstance(n, int) and n >= 0
+                                                                             for n in size) else size
+    open(path, "wb").write(pickle.dumps(metadata))
+    with pytest.raises(CheckpointError, match=r"the tensor 'model\.w' is described with a shape or dtype"):
+        read_metadata(folder)
