@@ -5,7 +5,7 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pet.config import get_cfg
 from pet.data import build_train_loader
