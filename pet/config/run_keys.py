@@ -86,6 +86,10 @@ RUN: Section = {
         "BEST_MODE": Key("", Rule(lambda v: v in ("", "max", "min"), "\"\" | max | min"),
                          "whether `BEST_METRIC` is best high (`max`) or low (`min`); `\"\"`: `min` for a loss "
                          "(`val/loss`, `val/loss_cls`), else `max`; the log says which"),
+        "ASYNC_CHECKPOINT": Key(False, BOOL, "write periodic checkpoints from a copy of the state taken between two "
+                                             "updates, in the background, while training goes on (the next one waits "
+                                             "for it; the final one is written at once); a kill mid-write leaves the "
+                                             "previous checkpoint intact, as without"),
         "KEEP_FREED_MEMORY": Key(True, BOOL, "on CPU, keep the memory a step frees for the next one (glibc "
                                              "`mallopt`) instead of returning it to the OS every update: fewer page "
                                              "faults, about a fifth faster; the process's memory does not shrink"),

@@ -175,11 +175,14 @@ def writing_a_checkpoint(output_dir):
 KILL_POINTS = [("rows", 6), ("writing", None), ("rows", 18), ("writing", None), ("rows", 30)]
 
 
-def test_sigkill_at_many_moments_never_loses_the_run(tmp_path, reference):
-    """Kill the run again and again, between updates and in the middle of checkpoint writes; after each kill the
-    latest checkpoint loads, and the resumed run ends exactly as the uninterrupted one."""
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "async"])
+def test_sigkill_at_many_moments_never_loses_the_run(tmp_path, reference, background):
+    """Kill the run again and again, between updates and in the middle of checkpoint writes (written in the
+    background too, while training goes on); after each kill the latest checkpoint loads, and the resumed run ends
+    exactly as the uninterrupted one."""
     output = tmp_path / "killed"
-    command = train_command(output, "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINTS_TO_KEEP", "2")
+    command = train_command(output, "TRAIN.CHECKPOINT_PERIOD", "2", "TRAIN.CHECKPOINTS_TO_KEEP", "2",
+                            "TRAIN.ASYNC_CHECKPOINT", str(background))
     for attempt, (kind, rows) in enumerate(KILL_POINTS):
         process = subprocess.Popen(command + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=environment())

@@ -78,10 +78,11 @@ def test_fsdp_trains_like_ddp_with_clipping(tmp_path):
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-4) and ours["lr"] == theirs["lr"]
 
 
-def test_sigkill_then_resume_matches_the_uninterrupted_run(sharded_run, tmp_path):
+@pytest.mark.parametrize("background", [False, True], ids=["sync", "async"])
+def test_sigkill_then_resume_matches_the_uninterrupted_run(sharded_run, tmp_path, background):
     reference, interrupted = sharded_run[0], tmp_path / "interrupted"
-    process = subprocess.Popen(torchrun(2, interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=environment())
+    process = subprocess.Popen(torchrun(2, interrupted, "TRAIN.ASYNC_CHECKPOINT", str(background)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment())
     deadline = time.time() + 300
     while not (interrupted / "last_checkpoint").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -94,7 +95,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(sharded_run, tmp_path
               for pid in workers):
         time.sleep(0.05)  # gone, and with them the lock on the folder
     assert not (interrupted / "model_final").exists()
-    resumed = run(torchrun(2, interrupted, "--resume"))
+    resumed = run(torchrun(2, interrupted, "--resume", "TRAIN.ASYNC_CHECKPOINT", str(background)))
     assert "Starting training from iteration 10 to 40" in resumed.stdout
     assert metrics(interrupted) == metrics(reference)
     expected, got = (checkpoint_weights(str(folder / "model_final")) for folder in (reference, interrupted))

@@ -178,9 +178,10 @@ class PeriodicWriter(HookBase):
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves `model_<iter>.pth` every `period` iterations and `model_final.pth` after the last one. When training
-    stops early: `model_last_good.pth` on non-finite updates (skipped updates left the state as it was), and
-    `model_<iter>.pth` where a stop signal stopped it."""
+    """Saves `model_<iter>.pth` every `period` iterations (in the background where the checkpointer writes so) and
+    `model_final.pth` after the last one. When training stops early: `model_last_good.pth` on non-finite updates
+    (skipped updates left the state as it was), and `model_<iter>.pth` where a stop signal stopped it. Those three
+    are written at once, after any write in flight."""
 
     def __init__(self, checkpointer: Checkpointer, period: int) -> None:
         self.checkpointer = checkpointer
@@ -190,19 +191,25 @@ class PeriodicCheckpointer(HookBase):
     def after_step(self) -> None:
         done = self.trainer.iter + 1
         if self.is_last_iter():
-            self._save("model_final", done)
+            self._save("model_final", done, wait=True)
         elif self.every(self.period):
-            self._save(f"model_{done:07d}", done)
+            self._save(f"model_{done:07d}", done, wait=False)
 
     def after_train(self) -> None:
         failure, done = self.trainer.failure, self.trainer.iter + 1
+        try:
+            self.checkpointer.wait()
+        except CheckpointError as e:
+            if failure is None:
+                raise
+            logger.error("A checkpoint written in the background failed too: %s", e)
         if isinstance(failure, NonFiniteError) and not isinstance(failure, NonFiniteWeightsError):
-            self._save("model_last_good", done)
+            self._save("model_last_good", done, wait=True)
         elif isinstance(failure, Preempted) and self._saved_at != done:
-            self._save(f"model_{done:07d}", done)
+            self._save(f"model_{done:07d}", done, wait=True)
 
-    def _save(self, name: str, done: int) -> None:
-        self.checkpointer.save(name, done)
+    def _save(self, name: str, done: int, wait: bool) -> None:
+        self.checkpointer.save(name, done, wait=wait)
         self._saved_at = done
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, ContextManager, Dict, FrozenSet, Iterator, Lis
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
@@ -30,8 +31,10 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
 from pet.config.rules import MAX_ITERATIONS
 from pet.engine.distributed.process_group import all_gather_objects, all_reduce_sum, get_rank, get_world_size
 from pet.engine.persistence.safe_files import atomic_write, safe_output_path, safe_torch_load
-from pet.engine.persistence.sharded import (is_sharded_checkpoint, merge, read_extra, read_metadata, read_section,
-                                            read_tensors, split_tensors, write_folder)
+from pet.engine.persistence.background_writes import BackgroundWrites, snapshot
+from pet.engine.persistence.sharded import (finish_folder, is_sharded_checkpoint, merge, prepare_folder, read_extra,
+                                            read_metadata, read_section, read_tensors, split_tensors, start_folder,
+                                            write_tensors)
 from pet.errors import CheckpointError, NonFiniteWeightsError
 from pet.solver.optimizers.shards import local_shards
 from pet.state_fields import require_fields
@@ -142,8 +145,10 @@ class OptimizerState:
         """torch's state dict, naming the class."""
         return dict(self.optimizer.state_dict(), optimizer_class=type(self.optimizer).__name__)
 
-    def check(self, state: Any) -> None:
-        """A `ValueError` or `CheckpointError` when `state` is not of this class and these param groups."""
+    def check(self, state: Any, by_name: bool = False) -> None:
+        """A `ValueError` or `CheckpointError` when `state` is not of this class and these param groups, or holds
+        state tensors of other shapes than the parameters' (`by_name`: the state of an FSDP folder, keyed by
+        parameter name, whose tensors DCP reads into tensors of the right shapes or refuses)."""
         require_fields(state, _OPTIMIZER_FIELDS, "optimizer")
         if state["optimizer_class"] != type(self.optimizer).__name__:
             raise CheckpointError(f"it holds the state of a {state['optimizer_class']} optimizer, but this run's is "
@@ -152,6 +157,8 @@ class OptimizerState:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if not isinstance(state["state"], dict):
             raise ValueError("the optimizer state's 'state' is not a dict")
+        if by_name:
+            return
         for index, entry in state["state"].items():
             if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)):
                 raise ValueError(f"the optimizer state holds {index!r}: {type(entry).__name__}, not a parameter's state")
@@ -196,6 +203,16 @@ def check_state_value(value: Any, param: torch.Tensor, name: str, what: str) -> 
     factored = {"row_var": shape[:-1] + (1,), "col_var": shape[:-2] + (1,) + shape[-1:]} if len(shape) >= 2 else {}
     if tuple(value.shape) not in (shape, factored.get(name)):
         raise ValueError(f"the optimizer state's {what} has the shape {tuple(value.shape)}, the parameter {shape}")
+
+
+def save_tensors(data: Any, file: Any, checksums: bool = True) -> None:
+    """`torch.save(data, file)`, with or without the CRC32 of each zip record (one writer at a time: the flag is
+    torch's, for the whole process)."""
+    torch.serialization.set_crc32_options(checksums)
+    try:
+        torch.save(data, file)
+    finally:
+        torch.serialization.set_crc32_options(True)
 
 
 def state_of(obj: Any) -> Dict[str, Any]:
@@ -260,12 +277,14 @@ class Checkpointer:
         save_dir: the run's output folder.
         keep: periodic checkpoints (`model_<iter>.pth`) kept on disk; older ones are deleted.
         enabled: whether this process writes (only rank 0 does).
+        background: write checkpoints from a copy taken between updates, in a thread of their own (checkpoints
+            saved with `wait` excepted: the final one, the last good one, one a stop signal asks for).
         objects: name -> object with `state_dict()` / `load_state_dict()`.
     """
 
     def __init__(self, save_dir: str, keep: int = 3, enabled: bool = True, metadata: Optional[Dict[str, Any]] = None,
                  save_context: Callable[[], ContextManager] = contextlib.nullcontext, sharded: bool = False,
-                 **objects: Any) -> None:
+                 background: bool = False, **objects: Any) -> None:
         self.save_dir = save_dir
         self.keep = keep
         self.enabled = enabled
@@ -276,23 +295,33 @@ class Checkpointer:
         self.save_context = save_context  # what the state is captured within (schedule-free optimizers' eval mode)
         self.objects = objects
         self.loaded_path: Optional[str] = None  # the checkpoint the run resumed from
+        self.background = background
+        self.writes = BackgroundWrites()
+        # FSDP folders written in the background coordinate over a process group of their own (every process
+        # builds the checkpointer at the same point, so every process joins it).
+        self._group = dist.new_group(backend="gloo") if sharded and background else None
 
-    def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None
-             ) -> Optional[str]:
+    def save(self, name: str, iteration: int, mark: bool = True, extra: Optional[Dict[str, Any]] = None,
+             wait: bool = False) -> Optional[str]:
         """Write checkpoint `name` holding every object, the iteration, the metadata (and `extra`) and the RNG states
         of every process, then (with `mark`) name it in `last_checkpoint`; return its path (None on a process that
         does not write). Every process calls it: the RNG states are gathered, and an FSDP folder is written by
-        all."""
+        all. With `background` (and not `wait`) the state is copied now and written while training goes on."""
+        background = self.background and not wait
+        if not background:
+            self.writes.wait()  # a write in flight lands first, in its order
         metadata = dict(self.metadata, **(extra or {}), iteration=iteration, rng=gather_rng_states())
         # Every process enters the context (it may run collectives: SyncBatchNorm statistics); the state dicts
-        # hold the model's own tensors, so they are written before it is left.
+        # hold the model's own tensors, so they are written (or copied) before it is left.
         with self.save_context():
             self._check_finite(name, iteration)
-            path = self._save_folder(name, metadata, mark) if self.sharded else self._save_file(name, metadata, mark)
-        if path is not None:
-            logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
-            self._prune()
-        return path
+            if self.sharded:
+                return self._save_folder(name, metadata, mark, background)
+            return self._save_file(name, metadata, mark, background)
+
+    def wait(self) -> None:
+        """Return once no checkpoint is being written in the background (raising the error of one that failed)."""
+        self.writes.wait()
 
     def _check_finite(self, name: str, iteration: int) -> None:
         """A `NonFiniteWeightsError` before anything is written when the model's weights hold inf or NaN: a run never
@@ -319,27 +348,51 @@ class Checkpointer:
                                 for name, member in optimizers.items()}
         return states
 
-    def _save_folder(self, name: str, metadata: Dict[str, Any], mark: bool) -> Optional[str]:
+    def _save_folder(self, name: str, metadata: Dict[str, Any], mark: bool, background: bool) -> Optional[str]:
         """Every process writes its shards of folder `name` (DCP); rank 0 adds the rest and the marker."""
         path = os.path.join(self.save_dir, name)
+        temporary = os.path.join(self.save_dir, f".{name}.tmp-{metadata['iteration']}")
+        tensors, rest = split_tensors(dict(self._sharded_states(), **metadata))
         try:
-            write_folder(path, dict(self._sharded_states(), **metadata),
-                         os.path.join(self.save_dir, f".{name}.tmp-{metadata['iteration']}"))
-            if self.enabled and mark:
-                self._mark(name)
+            prepare_folder(temporary)
+            if background:
+                self.writes.wait()
+                written = start_folder(tensors, temporary, self._group)
+                self.writes.submit(lambda: (written.result(), self._finish_folder(path, temporary, rest, name, mark)))
+            else:
+                write_tensors(tensors, temporary)
+                self._finish_folder(path, temporary, rest, name, mark)
+                dist.barrier()
         except OSError as e:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is "
                                   "intact") from None
         return path if self.enabled else None
 
-    def _save_file(self, name: str, metadata: Dict[str, Any], mark: bool) -> Optional[str]:
+    def _finish_folder(self, path: str, temporary: str, rest: Dict[str, Any], name: str, mark: bool) -> None:
+        finish_folder(path, temporary, rest)
+        if self.enabled:
+            if mark:
+                self._mark(name)
+            self._saved(path, rest["iteration"])
+
+    def _save_file(self, name: str, metadata: Dict[str, Any], mark: bool, background: bool) -> Optional[str]:
         """Rank 0 writes `<name>.pth`, atomically, then the marker."""
         if not self.enabled:
             return None
         path = os.path.join(self.save_dir, f"{name}.pth")
         data = dict({key: state_of(obj) for key, obj in self.objects.items()}, **metadata)
+        if background:
+            copied = snapshot(data)  # the next update changes the live tensors in place
+            # Without the zip's CRC32s: computing them is most of the CPU time a write takes (4x the rest on 2
+            # cores), time taken from training while it runs beside it; the rename keeps the file whole.
+            self.writes.submit(lambda: self._write_file(path, name, copied, mark, checksums=False))
+        else:
+            self._write_file(path, name, data, mark)
+        return path
+
+    def _write_file(self, path: str, name: str, data: Dict[str, Any], mark: bool, checksums: bool = True) -> None:
         try:
-            atomic_write(path, lambda f: torch.save(data, f))
+            atomic_write(path, lambda f: save_tensors(data, f, checksums))
             if mark:
                 self._mark(f"{name}.pth")
         except OSError as e:
@@ -347,7 +400,11 @@ class Checkpointer:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
                                   + (f"the previous checkpoint {kept} is intact" if kept else "no checkpoint is kept")
                                   ) from None
-        return path
+        self._saved(path, data["iteration"])
+
+    def _saved(self, path: str, iteration: int) -> None:
+        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+        self._prune()
 
     def _mark(self, name: str) -> None:
         """Name `name` in `last_checkpoint`, atomically."""
@@ -459,7 +516,7 @@ class Checkpointer:
         try:
             require_fields(saved, {name: dict for name in optimizers}, "optimizers")
             for name, member in optimizers.items():
-                member.check(saved[name])
+                member.check(saved[name], by_name=True)
         except (CheckpointError, ValueError) as e:
             raise CheckpointError(f"checkpoint {path} does not fit this run (optimizers): {e}") from None
         tensors, _ = split_tensors(self._sharded_states())

@@ -5,13 +5,15 @@ shards: the model and optimizer states keyed by parameter name (`get_model_state
 `get_optimizer_state_dict`), so that they load at any number of processes, and the weight average where there is
 one. Everything else (schedulers, grad scaler, trainer counters, iteration, RNG states of every process, the
 config text, the optimizers' param groups) is `extra.pth`, written by rank 0 and read with `weights_only=True`:
-nothing in the folder is unpickled as code. The folder is written under a temporary name and renamed when every
-process has finished, so a crash leaves the previous checkpoint intact.
+nothing in the folder is unpickled as code. The folder is written under a temporary name (`prepare_folder`, then
+`write_tensors`, or `start_folder` in the background) and renamed when every process has finished
+(`finish_folder`), so a crash leaves the previous checkpoint intact.
 """
 import os
 import pickle
 import shutil
 import warnings
+from concurrent.futures import Future
 from typing import Any, Dict, Tuple
 
 import torch
@@ -151,21 +153,32 @@ def is_sharded_checkpoint(path: str) -> bool:
     return os.path.isdir(path)
 
 
-def write_folder(folder: str, data: Dict[str, Any], temporary: str) -> None:
-    """Write `data` as checkpoint folder `folder`, through `temporary` (every process calls it, with the same
-    arguments; the tensors may be shards)."""
-    tensors, rest = split_tensors(data)
-    main = dist.get_rank() == 0
-    if main and os.path.lexists(temporary):
+def prepare_folder(temporary: str) -> None:
+    """Every process: wait until rank 0 has removed what an earlier, killed write left at `temporary`."""
+    if dist.get_rank() == 0 and os.path.lexists(temporary):
         shutil.rmtree(temporary)
     dist.barrier()
+
+
+def write_tensors(tensors: Dict[str, Any], temporary: str) -> None:
+    """Every process: write its shards into `temporary` (DCP) and return once every process has."""
     dcp.save(tensors, checkpoint_id=temporary)
-    if main:
+
+
+def start_folder(tensors: Dict[str, Any], temporary: str, group: dist.ProcessGroup) -> Future:
+    """Every process: copy its shards to CPU memory now (DCP's staging), and write them into `temporary` in the
+    background, coordinating over `group` (a process group of its own: the training's collectives go on beside
+    it); the future resolves once every process's data and the metadata are written."""
+    return dcp.async_save(tensors, checkpoint_id=temporary, process_group=group)
+
+
+def finish_folder(folder: str, temporary: str, rest: Dict[str, Any]) -> None:
+    """Rank 0, once every process's shards are in `temporary`: add the rest (`extra.pth`) and rename it `folder`."""
+    if dist.get_rank() == 0:
         torch.save(rest, os.path.join(temporary, EXTRA))
         if os.path.lexists(folder):
             shutil.rmtree(folder)
         os.replace(temporary, folder)
-    dist.barrier()
 
 
 def read_extra(folder: str) -> Dict[str, Any]:

@@ -210,7 +210,8 @@ def build_checkpointer(cfg: Any, model: torch.nn.Module, data: RunData, solver: 
     return Checkpointer(cfg.OUTPUT_DIR, keep=cfg.TRAIN.CHECKPOINTS_TO_KEEP, enabled=is_main_process(),
                         metadata={"config": cfg.dump(), "world_size": world_size,
                                   "classes": class_names(data.train_set)},
-                        save_context=save_context, sharded=is_sharded(model), model=model,
+                        save_context=save_context, sharded=is_sharded(model),
+                        background=cfg.TRAIN.ASYNC_CHECKPOINT, model=model,
                         optimizers=StateDictGroup({u.name: OptimizerState(u.optimizer, u.configured_keys)
                                                    for u in units}),
                         schedulers=StateDictGroup({u.name: u.scheduler for u in units}), grad_scaler=solver.grad_scaler,

@@ -47,9 +47,11 @@ def test_lr_hook_records_the_lr_the_step_ran_at_then_steps():
 
 def test_checkpoints_every_period_and_at_the_end():
     saved = []
-    checkpointer = SimpleNamespace(save=lambda name, iteration: saved.append((name, iteration)))
+    checkpointer = SimpleNamespace(save=lambda name, iteration, wait: saved.append((name, iteration, wait)),
+                                   wait=lambda: saved.append("waited"))
     run(PeriodicCheckpointer(checkpointer, period=4), 10)
-    assert saved == [("model_0000004", 4), ("model_0000008", 8), ("model_final", 10)]
+    # periodic ones may go to the background; the final one is written at once, after any write in flight
+    assert saved == [("model_0000004", 4, False), ("model_0000008", 8, False), ("model_final", 10, True), "waited"]
 
 
 def test_evaluates_every_period_and_at_the_end():
@@ -80,7 +82,8 @@ def test_the_final_evaluation_comes_after_the_final_checkpoint():
         assert saved, "evaluated before model_final was saved"
         raise RuntimeError("evaluation failed")
 
-    checkpointer = PeriodicCheckpointer(SimpleNamespace(save=lambda name, it: saved.append(name)), period=100)
+    checkpointer = PeriodicCheckpointer(SimpleNamespace(save=lambda name, it, wait: saved.append(name),
+                                                        wait=lambda: None), period=100)
     with pytest.raises(RuntimeError, match="evaluation failed"):
         run(EvalHook(0, failing_evaluation), 3, checkpointer)
     assert saved == ["model_final"]

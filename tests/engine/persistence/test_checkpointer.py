@@ -416,3 +416,66 @@ def test_factored_second_moments_of_adafactor_are_a_state_that_fits(tmp_path):
     loaded = torch.optim.Adafactor(model.parameters())
     Checkpointer(str(tmp_path), optimizer=loaded).load(str(tmp_path / "model_final.pth"))
     assert torch.equal(loaded.state[model.weight]["row_var"], optimizer.state[model.weight]["row_var"])
+
+
+def blocking_writes(monkeypatch):
+    """Make every checkpoint write wait for the returned event before it starts."""
+    import threading
+
+    from pet.engine.persistence import checkpointer as module
+
+    gate, real = threading.Event(), module.atomic_write
+
+    def gated(path, write):
+        if str(path).endswith(".pth"):
+            assert gate.wait(30), "the write was never released"
+        real(path, write)
+    monkeypatch.setattr(module, "atomic_write", gated)
+    return gate
+
+
+def test_a_background_checkpoint_holds_the_state_of_the_moment_it_was_taken(tmp_path, monkeypatch):
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    taken = {name: t.clone() for name, t in model.state_dict().items()}
+    momentum = optimizer.state[model.weight]["momentum_buffer"].clone()
+    gate = blocking_writes(monkeypatch)
+    checkpointer = Checkpointer(str(tmp_path), background=True, model=model, optimizer=optimizer)
+    assert checkpointer.save("model_0000001", 1) == str(tmp_path / "model_0000001.pth")  # returns at once
+    assert not (tmp_path / "model_0000001.pth").exists()
+    for _ in range(3):  # training goes on while the write waits: the live tensors change in place
+        model(torch.randn(4, 3)).sum().backward()
+        optimizer.step()
+    gate.set()
+    checkpointer.wait()
+    saved = read_checkpoint(str(tmp_path / "model_0000001.pth"))
+    assert all(torch.equal(saved["model"][name], t) for name, t in taken.items())
+    assert torch.equal(saved["optimizer"]["state"][0]["momentum_buffer"], momentum)
+    assert not torch.equal(model.weight, taken["weight"])
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth\n"
+
+
+def test_a_checkpoint_saved_at_once_lands_after_the_one_in_flight(tmp_path, monkeypatch):
+    model = nn.Linear(3, 2)
+    gate = blocking_writes(monkeypatch)
+    checkpointer = Checkpointer(str(tmp_path), background=True, model=model)
+    checkpointer.save("model_0000001", 1)
+    gate.set()
+    checkpointer.save("model_final", 2, wait=True)
+    assert (tmp_path / "model_0000001.pth").exists() and (tmp_path / "model_final.pth").exists()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth\n"  # never the older one last
+
+
+def test_a_background_write_that_fails_is_an_error_where_the_trainer_waits(tmp_path, monkeypatch):
+    from pet.engine.persistence import checkpointer as module
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(module, "atomic_write", full_disk)
+    checkpointer = Checkpointer(str(tmp_path), background=True, model=nn.Linear(3, 2))
+    checkpointer.save("model_0000001", 1)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*model_0000001\.pth: No space left"):
+        checkpointer.wait()
+    checkpointer.wait()  # said once
