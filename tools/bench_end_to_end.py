@@ -236,15 +236,15 @@ def child(variant: str, job_name: str, output_dir: str) -> None:
 
 # --------------------------------------------------------------------------------------------- profile
 PHASES = [  # (label, function name, file suffix) in cProfile's table; cumulative times, nested ones inside others
-    ("update step: data, forward, backward, optimizer", "__call__", "engine/update_step.py"),
+    ("update step: data, forward, backward, optimizer", "__call__", "engine/loop/update_step.py"),
     ("  data (next batch)", "__next__", "utils/data/dataloader.py"),
-    ("  forward and loss", "classification_losses", "engine/tasks.py"),
+    ("  forward and loss", "classification_losses", "engine/evaluation/tasks.py"),
     ("  backward", "backward", "autograd/__init__.py"),
     ("  optimizer step (hooks and kernel)", "wrapper", "optim/optimizer.py"),
-    ("    non-finite guard", "__call__", "solver/gradient_guard.py"),
+    ("    non-finite guard", "__call__", "solver/optimizers/guard.py"),
     ("    fused SGD kernel", "_fused_sgd", "optim/sgd.py"),
     ("  zero_grad", "zero_grad", "optim/optimizer.py"),
-    ("hooks after the step (timer, lr, writers, checkpoints)", "after_step", "engine/hooks.py"),
+    ("hooks after the step (timer, lr, writers, checkpoints)", "after_step", "engine/loop/hooks.py"),
 ]
 
 

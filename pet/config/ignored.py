@@ -30,9 +30,10 @@ def _optimizer(opt: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
         yield "CLIP_GRADIENTS.NORM_TYPE", "CLIP_TYPE value clamps elements and takes no norm"
     if clip.ENABLED and _changed(opt, defaults, "NONFINITE.CHECK_GRADIENTS"):
         yield "NONFINITE.CHECK_GRADIENTS", "clipping is on and skips non-finite gradients itself"
-    for key in ("TRUST_COEFFICIENT", "EXCLUDE_NORM_AND_BIAS"):
-        if opt.TYPE.upper() != "LARS" and _changed(opt, defaults, f"LARS.{key}"):
-            yield f"LARS.{key}", f"TYPE is {opt.TYPE}, not LARS"
+    for node, keys in (("LARS", ("TRUST_COEFFICIENT", "EXCLUDE_NORM_AND_BIAS")), ("MUON", ("NS_STEPS", "ADJUST_LR"))):
+        for key in keys:
+            if opt.TYPE.upper() != node and _changed(opt, defaults, f"{node}.{key}"):
+                yield f"{node}.{key}", f"TYPE is {opt.TYPE}, not {node}"
 
 
 def _scheduler(sched: Any, defaults: Any) -> Iterator[Tuple[str, str]]:

@@ -27,9 +27,10 @@ PHASES = Rule(_is_phases, f"a list of (POLICY, BEGIN, END) with POLICY in {' | '
                           "0 <= BEGIN < END, in order, not overlapping")
 
 OPTIMIZER: Section = {
-    "TYPE": Key("SGD", STRING, "`SGD`, `ADAMW`, `ADAM`, `RMSPROP`, `LARS`, or any `torch.optim` class name (`NAdam`, "
-                               "`RAdam`, `Adagrad`, `Adafactor`, `Muon`, ...; not `LBFGS`, `SparseAdam`), see "
-                               "[Optimizers](#optimizers)"),
+    "TYPE": Key("SGD", STRING, "`SGD`, `ADAMW`, `ADAM`, `RMSPROP`, `LARS`, `MUON` (hidden matrices and convolution "
+                               "kernels, see [Routing parameters to optimizers](#routing-parameters-to-optimizers)), "
+                               "or any `torch.optim` class name (`NAdam`, `RAdam`, `Adagrad`, `Adafactor`, ...; not "
+                               "`LBFGS`, `SparseAdam`), see [Optimizers](#optimizers)"),
     "BASE_LR": Key(0.001, POSITIVE, "base learning rate, > 0"),
     "MOMENTUM": Key(0.9, FRACTION, "momentum of SGD, RMSprop, LARS and Muon, in [0, 1)"),
     "NESTEROV": Key(False, BOOL, "Nesterov momentum (SGD, LARS, Muon); needs `MOMENTUM > 0`"),
@@ -50,6 +51,13 @@ OPTIMIZER: Section = {
         "CLIP_VALUE": Key(1.0, POSITIVE, "the largest norm or element magnitude, > 0"),
         "NORM_TYPE": Key(2.0, Rule(lambda v: is_number(v) and v > 0, "a number > 0, or inf"),
                          "p of the p-norm, > 0, or `inf`"),
+    },
+    "MUON": {
+        "NS_STEPS": Key(5, int_at_least(1, high=20), "`MUON`: Newton-Schulz iterations that orthogonalise each update"),
+        "ADJUST_LR": Key("match_rms_adamw", one_of(("match_rms_adamw", "original"), case_sensitive=True),
+                         "`MUON`: `match_rms_adamw` scales each matrix's lr so that its update has AdamW's RMS (one "
+                         "BASE_LR serves Muon and AdamW, as Moonlight does); `original`: Keller Jordan's "
+                         "max(1, rows/columns)^0.5"),
     },
     "LARS": {
         "TRUST_COEFFICIENT": Key(0.001, POSITIVE, "LARS eta, > 0"),

@@ -7,7 +7,7 @@ optim_loss / updated_modules / step_per_update, MMEngine's OptimWrapperDict). Th
 import difflib
 import logging
 from dataclasses import dataclass
-from typing import Any, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from pet.errors import ConfigError
 from pet.solver.optimizers.builder import GuardedOptimizer, Optimizer
 from pet.solver.optimizers.guard import GradientGuard
 from pet.solver.param_groups.report import group_names
+from pet.solver.param_groups.routes import Selector, route_parameters
 from pet.solver.param_groups.rules import in_modules, trainable_parameters
 from pet.solver.schedules.from_config import lr_schedule_from_cfg
 from pet.solver.schedules.lr_scaling import apply_linear_scaling, scaling_ratio
@@ -84,20 +85,41 @@ def check_modules(model: nn.Module, modules: Tuple[str, ...], key: str) -> None:
 
 def build_solver_units(model: nn.Module, solver_cfg: Any, iter_per_epoch: int = -1,
                        images_per_update: int = 0) -> List[SolverUnit]:
-    """One unit per optimizer of the (validated) SOLVER config, in config order; with the linear scaling rule
-    applied for `images_per_update` (when LR_SCALING asks for it)."""
+    """One unit per optimizer of the (validated) SOLVER config, in config order, each on the parameters its entry
+    selects (`routes`); with the linear scaling rule applied for `images_per_update` (when LR_SCALING asks for
+    it)."""
+    entries = optimizer_entries(solver_cfg)
+    keys = {name: f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER" for name in entries}
+    for name, entry in entries.items():
+        check_modules(model, entry.MODULES, f"{keys[name]}.MODULES")
+    routes: Dict[str, Optional[List[str]]] = {"": None}  # the single optimizer: every parameter
+    if solver_cfg.OPTIMIZERS:
+        routes = dict(route_parameters(model, {name: Selector.of_entry(entry) for name, entry in entries.items()},
+                                       keys))
     units = []
-    for name, entry in optimizer_entries(solver_cfg).items():
-        key = f"SOLVER.OPTIMIZERS.{name}" if name else "SOLVER"
-        check_modules(model, entry.MODULES, f"{key}.MODULES")
+    for name, entry in entries.items():
         entry = apply_linear_scaling(entry, images_per_update)
         # Pet's own builders: what a user's loop calls is what a run trains with.
-        built = Optimizer(model, entry.OPTIMIZER, entry.MODULES, key=f"{key}.OPTIMIZER").build_guarded()
-        scheduler = LearningRateScheduler(built.optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=key)
+        built = Optimizer(model, entry.OPTIMIZER, key=f"{keys[name]}.OPTIMIZER", names=routes[name]).build_guarded()
+        scheduler = LearningRateScheduler(built.optimizer, entry, iter_per_epoch=iter_per_epoch, prefix=keys[name])
         units.append(SolverUnit.of(built, name, scheduler=scheduler, losses=entry.LOSSES,
                                    step_interval=entry.STEP_INTERVAL))
-    _warn_untrained(model, solver_cfg, units)
+    if solver_cfg.OPTIMIZERS:
+        logger.info("Routes of the parameters (SOLVER.OPTIMIZERS):\n%s", format_routes(units))
+        _warn_untrained(model, units)
     return units
+
+
+def format_routes(units: List[SolverUnit]) -> str:
+    """A fixed-width table of the routes: entry, optimizer class, groups, tensors, parameters."""
+    rows = [("entry", "optimizer", "groups", "tensors", "parameters")]
+    for unit in units:
+        params = unit.params()
+        rows.append((unit.name or "(all)", type(unit.optimizer).__name__, str(len(unit.optimizer.param_groups)),
+                     str(len(params)), f"{sum(p.numel() for p in params):,}"))
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if col < 2 else cell.rjust(w)
+                               for col, (cell, w) in enumerate(zip(row, widths))) for row in rows)
 
 
 def images_per_update(cfg: Any, world_size: int = 1) -> int:
@@ -136,11 +158,10 @@ def warn_long_warmup(unit: SolverUnit) -> None:
                        "the lr never reaches BASE_LR", key, schedule.warmup_iters, key, schedule.total_iters)
 
 
-def _warn_untrained(model: nn.Module, solver_cfg: Any, units: List[SolverUnit]) -> None:
-    if len(units) == 1 and not units[0].name:
-        return
-    covered = [m for entry in solver_cfg.OPTIMIZERS.values() for m in entry["MODULES"]]
-    left = [name for name, _, _, _ in trainable_parameters(model) if not in_modules(name, covered)]
+def _warn_untrained(model: nn.Module, units: List[SolverUnit]) -> None:
+    """One warning for the trainable parameters no entry takes: they will not train."""
+    taken = {id(p) for unit in units for p in unit.params()}
+    left = [name for name, _, _, param in trainable_parameters(model) if id(param) not in taken]
     if left:
         logger.warning("%d trainable parameters are in no SOLVER.OPTIMIZERS entry and will not train, e.g. %s",
                        len(left), left[0])

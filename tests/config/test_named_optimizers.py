@@ -35,16 +35,15 @@ def test_entries_inherit_the_top_level_keys_and_override_some():
 
 @pytest.mark.parametrize("entries, message", [
     ({"a": {"MODULES": ["head"], "SPEED": 1}}, r"unknown config key SOLVER\.OPTIMIZERS\.a\.SPEED; allowed: MODULES"),
-    ({"a": {"LOSSES": []}}, r"SOLVER\.OPTIMIZERS\.a\.MODULES = \(\) is invalid"),
+    ({"a": {"LOSSES": []}, "b": {"STEP_INTERVAL": 2}},
+     r"SOLVER\.OPTIMIZERS\.a and SOLVER\.OPTIMIZERS\.b both select no parameters, so both would take the rest"),
+    ({"a": {"MODULES": "head"}}, r"SOLVER\.OPTIMIZERS\.a\.MODULES = 'head' is invalid; allowed: a list of module"),
+    ({"a": {"PARAMS": ["head.("]}}, r"SOLVER\.OPTIMIZERS\.a\.PARAMS = \['head\.\('\] is invalid; allowed: a list of "
+                                     r"regular expressions"),
+    ({"a": {"MIN_NDIM": -1}}, r"SOLVER\.OPTIMIZERS\.a\.MIN_NDIM = -1 is invalid; allowed: an integer in \[0, 8\]"),
+    ({"a": {"MIN_NDIM": 3, "MAX_NDIM": 2}}, r"SOLVER\.OPTIMIZERS\.a\.MIN_NDIM = 3 is above SOLVER\.OPTIMIZERS\.a\.MAX_NDIM"),
     ({"a": {"MODULES": ["head"], "STEP_INTERVAL": 0}}, r"SOLVER\.OPTIMIZERS\.a\.STEP_INTERVAL = 0 is invalid"),
     ({"a": {"MODULES": ["head"], "LOSSES": "loss_cls"}}, r"SOLVER\.OPTIMIZERS\.a\.LOSSES = 'loss_cls' is invalid"),
-    ({"a": {"MODULES": ["head"]}, "b": {"MODULES": ["head"]}},
-     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'head' overlaps 'head', which is already trained by "
-     r"SOLVER\.OPTIMIZERS\.a"),
-    ({"a": {"MODULES": ["backbone"]}, "b": {"MODULES": ["backbone.layer1"]}},
-     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'backbone\.layer1' overlaps 'backbone'"),
-    ({"a": {"MODULES": ["backbone.layer1"]}, "b": {"MODULES": ["head", "backbone"]}},
-     r"SOLVER\.OPTIMIZERS\.b\.MODULES: module 'backbone' overlaps 'backbone\.layer1'"),
     ({"a": {"MODULES": ["head"], "OPTIMIZER": {"BASE_LRR": 1.0}}},
      r"unknown config key SOLVER\.OPTIMIZERS\.a\.OPTIMIZER\.BASE_LRR; did you mean BASE_LR\?"),
     ({"a": {"MODULES": ["head"], "OPTIMIZER": {"BASE_LR": -1.0}}},
@@ -61,3 +60,11 @@ def test_bad_entries_name_their_full_key(entries, message):
 def test_sibling_modules_with_a_common_prefix_do_not_overlap():
     entries = optimizer_entries(with_entries({"a": {"MODULES": ["layer1"]}, "b": {"MODULES": ["layer10"]}}))
     assert list(entries) == ["a", "b"]
+
+
+def test_selectors_are_read_with_their_defaults():
+    entries = optimizer_entries(with_entries({"m": {"MODULES": ["backbone"], "PARAMS": [r".*\.weight"], "MIN_NDIM": 2},
+                                              "rest": {"OPTIMIZER": {"TYPE": "ADAMW"}}}))
+    m, rest = entries["m"], entries["rest"]
+    assert (m.MODULES, m.PARAMS, m.MIN_NDIM, m.MAX_NDIM) == (("backbone",), (r".*\.weight",), 2, 0)
+    assert (rest.MODULES, rest.PARAMS, rest.MIN_NDIM, rest.MAX_NDIM) == ((), (), 0, 0)

@@ -39,7 +39,7 @@ def test_keys_beyond_the_spec_live_in_their_own_sub_nodes():
     leaves |= {f"SCHEDULER.{k}" for k, v in solver.SCHEDULER.items() if not isinstance(v, dict)}
     assert leaves == {k for k in DOCUMENTED_DEFAULTS if k.count(".") == 1}
     assert {k for k, v in solver.OPTIMIZER.items() if isinstance(v, dict)} == {
-        "CLIP_GRADIENTS", "NONFINITE", "LARS", "KERNELS", "OVERRIDES", "LAYER_DECAY", "KWARGS"}
+        "CLIP_GRADIENTS", "NONFINITE", "LARS", "MUON", "KERNELS", "OVERRIDES", "LAYER_DECAY", "KWARGS"}
     assert {k for k, v in solver.SCHEDULER.items() if isinstance(v, dict)} == {
         "ONE_CYCLE", "NOAM", "CHAIN", "MOMENTUM", "WEIGHT_DECAY"}
     assert set(solver.OPTIMIZER.LARS) == {"TRUST_COEFFICIENT", "EXCLUDE_NORM_AND_BIAS"}

@@ -274,6 +274,8 @@ def reference_optimizer(model, case):
     kwargs = {name: values[name] for name in arguments}
     if case.opt != "MUON":  # Muon has a single implementation
         kwargs["foreach"] = False
+    else:  # the config's defaults: SOLVER.OPTIMIZER.MUON.NS_STEPS 5, ADJUST_LR match_rms_adamw
+        kwargs.update(ns_steps=5, adjust_lr_fn="match_rms_adamw")
     return cls(groups, **kwargs)
 
 

@@ -54,7 +54,8 @@ YAML_VALUES = [
     ("modules_typo", "SOLVER:\n  OPTIMIZERS:\n    a: {MODULES: [backbone]}\n    b: {MODULES: [haed]}\n",
      "SOLVER.OPTIMIZERS.b.MODULES: 'haed' is not a module of the model; did you mean head?"),
     ("modules_nested", "SOLVER:\n  OPTIMIZERS:\n    a: {MODULES: [backbone]}\n    b: {MODULES: [backbone.layer1]}\n",
-     "SOLVER.OPTIMIZERS.b.MODULES: module 'backbone.layer1' overlaps 'backbone'"),
+     "parameter backbone.layer1.0.conv1.weight (shape (64, 64, 3, 3)) is selected by both SOLVER.OPTIMIZERS.a and "
+     "SOLVER.OPTIMIZERS.b"),
     ("seed_too_large", "SEED: 4294967296\n", "SEED = 4294967296 is invalid"),
     ("val_fraction", "DATA:\n  VAL_FRACTION: 0.9999\n", "DATA.VAL_FRACTION = 0.9999 leaves a split without"),
     ("warmup_epochs_huge", "SOLVER:\n  SCHEDULER:\n    WARM_UP_EPOCHS: 1.0e+308\n",

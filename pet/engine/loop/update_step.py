@@ -28,7 +28,8 @@ from torch import nn
 
 from pet.engine.distributed.process_group import all_reduce_sum, get_world_size
 from pet.errors import ConfigError
-from pet.solver.optimizers.clip import is_non_finite
+from pet.solver.optimizers.clip import global_norm, is_non_finite, non_finite_flag
+from pet.solver.optimizers.shards import local_shards
 from pet.solver.units import SolverUnit
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class UpdateStep:
         if get_world_size() > 1:  # one collective for every loss: the mean, non-finite if any process's is
             means = all_reduce_sum(means) / get_world_size()
         loss_flag = is_non_finite(means)
-        skipped = self._update(due, loss_flag)
+        skipped = self.apply(due, loss_flag)
         for unit in due:
             unit.optimizer.zero_grad(set_to_none=True)
         waiting = [unit for unit in self.units if unit not in due]
@@ -197,30 +198,50 @@ class UpdateStep:
                 loss.backward(inputs=params, retain_graph=index < len(self._targets) - 1)
         return losses
 
-    def _update(self, due: List[SolverUnit], loss_flag: torch.Tensor) -> torch.Tensor:
+    def apply(self, due: List[SolverUnit], loss_flag: torch.Tensor) -> torch.Tensor:
         """Step the due optimizers unless `loss_flag` is set; return the update's verdict on the device: 1.0 when any
         of them skipped (a non-finite loss, a guard's non-finite gradient, a GradScaler's overflow)."""
         for unit in due:
             if unit.step_interval > 1:  # the mean, not the sum, of the gradients since its last step
                 grads = [p.grad for p in unit.params() if p.grad is not None]
                 torch._foreach_mul_(grads, 1.0 / unit.step_interval)
-            if unit.guard is not None:
-                unit.guard.expect_step(skip_if=loss_flag)
         unguarded_skip = any(unit.guard is None for unit in due) and bool(loss_flag.item())
         stepping = [unit for unit in due if unit.guard is not None or not unguarded_skip]
-        flags = [loss_flag]
-        if self.grad_scaler is None:
-            for unit in stepping:
-                unit.optimizer.step()
-        else:
-            scaler = self.grad_scaler
+        scaler = self.grad_scaler
+        if scaler is not None:
             before = scaler._scale.clone()  # its scale shrinks exactly when it skips (read without a host sync)
             for unit in stepping:
                 scaler.unscale_(unit.optimizer)  # clipping must see true gradients
-                scaler.step(unit.optimizer)
+        self._arm_guards(stepping, loss_flag)
+        for unit in stepping:
+            scaler.step(unit.optimizer) if scaler is not None else unit.optimizer.step()
+        flags = [loss_flag]
+        if scaler is not None:
             if stepping:
                 scaler.update()
             flags.append((scaler._scale < before).float())
         flags += [unit.guard.last_flag for unit in stepping
                   if unit.guard is not None and unit.guard.last_flag is not None]
         return torch.stack([flag.to(loss_flag.device) for flag in flags]).amax()
+
+    def _arm_guards(self, stepping: List[SolverUnit], loss_flag: torch.Tensor) -> None:
+        """Tell every guard about the loss. Optimizers that step together on one backward pass (routed parameters)
+        are guarded as one: a non-finite gradient anywhere skips all of them, and `full_model` clipping clips by
+        the norm of all their gradients, as a single optimizer over the whole model would."""
+        together = [unit for unit in stepping if unit.guard is not None]
+        if len(together) < 2 or any(unit.losses for unit in together):
+            for unit in together:
+                unit.guard.expect_step(skip_if=loss_flag)
+            return
+        guard = together[0].guard
+        grads, group = local_shards([p.grad for unit in together for p in unit.params() if p.grad is not None])
+        if not grads:
+            return
+        settings = {(unit.guard.clip_type, unit.guard.clip_value, unit.guard.norm_type) for unit in together}
+        if guard.clip_type == "full_model" and len(settings) == 1:
+            total = global_norm(grads, guard.norm_type, group)
+            flag, shared = torch.maximum(loss_flag, is_non_finite(total).to(loss_flag.device)), total
+        else:
+            flag, shared = torch.maximum(loss_flag, non_finite_flag(grads, group).to(loss_flag.device)), None
+        for unit in together:
+            unit.guard.expect_step(skip_if=flag, shared_norm=shared, checked=True)

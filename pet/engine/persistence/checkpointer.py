@@ -189,11 +189,12 @@ ELEMENTWISE_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_
 
 def check_state_value(value: Any, param: torch.Tensor, name: str, what: str) -> None:
     """A `ValueError` unless `value` can be state `name` of a parameter: a tensor of the parameter's shape, a 0-dim
-    one or a number for a scalar state (step counts, NAdam's and ASGD's factors), the parameter's shape with its
-    last or second-to-last size 1 for Adafactor's factored second moments. A tensor of another shape reaches
-    kernels that index it by the parameter's shape: torch's fused SGD crashes the process on one."""
+    one or a number for a scalar state (step counts, NAdam's and ASGD's factors; a flag: timm's Muon's
+    `use_muon`), the parameter's shape with its last or second-to-last size 1 for Adafactor's factored second
+    moments. A tensor of another shape reaches kernels that index it by the parameter's shape: torch's fused SGD
+    crashes the process on one."""
     scalar_allowed = name not in ELEMENTWISE_STATE
-    if scalar_allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if scalar_allowed and isinstance(value, (int, float)):
         return
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"the optimizer state's {what} is a {type(value).__name__}")

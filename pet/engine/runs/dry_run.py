@@ -9,7 +9,7 @@ from pet.engine.distributed.process_group import init_distributed
 from pet.engine.runs.runner import build_data, prepare_config
 from pet.models import build_model
 from pet.solver.param_groups.report import format_param_groups
-from pet.solver.units import SolverUnit, build_run_solver, images_per_update
+from pet.solver.units import SolverUnit, build_run_solver, format_routes, images_per_update
 
 
 def schedule_summary(unit: SolverUnit, max_iter: int) -> str:
@@ -35,6 +35,8 @@ def describe_run(cfg: Any) -> str:
                         f"# Data: {cfg.DATA.DATASET}, {len(data.train_set)} training and {len(data.val_set)} "
                         f"validation samples; {data.updates_per_epoch} updates per epoch of "
                         f"{images_per_update(cfg, world_size)} images ({world_size} process(es))", ""]
+    if cfg.SOLVER.OPTIMIZERS:
+        lines += ["# Routes of the parameters (SOLVER.OPTIMIZERS)", format_routes(units), ""]
     for unit in units:
         name = f"SOLVER.OPTIMIZERS.{unit.name}" if unit.name else "SOLVER"
         lines += [f"# {name}: {type(unit.optimizer).__name__}", format_param_groups(unit.optimizer),

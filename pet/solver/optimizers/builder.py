@@ -24,7 +24,7 @@ from pet.errors import ConfigError
 from pet.solver.optimizers.fused_kernels import FusedFirstStepGuard, needs_first_step_guard
 from pet.solver.optimizers.guard import GradientGuard, add_gradient_guard
 from pet.solver.optimizers.lars import LARS
-from pet.solver.optimizers.types import KEY_ARGUMENTS, OptimizerType, optimizer_type
+from pet.solver.optimizers.types import KEY_ARGUMENTS, OptimizerType, muon_for_kernels, optimizer_type
 from pet.solver.param_groups.layer_decay import UnsupportedModel
 from pet.solver.param_groups.report import format_param_groups
 from pet.solver.param_groups.rules import GroupRules, build_param_groups
@@ -56,17 +56,31 @@ class OptimizerSpec:
 
 def check_supported(kind: OptimizerType, groups: List[Dict[str, Any]], key: str = "SOLVER.OPTIMIZER") -> None:
     """Refuse what the class cannot do instead of ignoring it: a non-zero weight decay for a class without one
-    (Rprop), parameters other than 2-D matrices for a matrices-only class (Muon)."""
+    (Rprop); for Muon, parameters that are not matrices or convolution kernels (norms, biases, tokens) and
+    parameters sharded by FSDP (its orthogonalisation needs whole matrices)."""
     name = kind.cls.__name__
     if not kind.weight_decay and any(group["weight_decay"] for group in groups):
         raise ConfigError(f"{key}.TYPE = {name} has no weight decay; set {key}.WEIGHT_DECAY, "
                           "WEIGHT_DECAY_BIAS, WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED to 0")
     if kind.matrices_only:
-        others = [(n, tuple(p.shape)) for group in groups for n, p in group["params"] if p.dim() != 2]
+        others = [(n, tuple(p.shape)) for group in groups for n, p in group["params"] if p.dim() < 2]
         if others:
-            raise ConfigError(f"{key}.TYPE = {name} updates 2-D weight matrices only, and {len(others)} trainable "
-                              f"parameters are not (e.g. {others[0][0]} of shape {others[0][1]}); give those to "
-                              "another optimizer through SOLVER.OPTIMIZERS (named optimizers on MODULES)")
+            raise ConfigError(f"{key}.TYPE = {name} updates weight matrices and convolution kernels only, and "
+                              f"{len(others)} trainable parameters are not (e.g. {others[0][0]} of shape "
+                              f"{others[0][1]}); route those to another optimizer (SOLVER.OPTIMIZERS with "
+                              "MIN_NDIM 2 for this one, see the README's Routing parameters to optimizers)")
+        if any(isinstance(p, DTensor) for group in groups for _, p in group["params"]):
+            raise ConfigError(f"{key}.TYPE = {name} orthogonalises whole matrices, and DISTRIBUTED.STRATEGY FSDP "
+                              "shards them over the processes; use DDP with Muon")
+
+
+def muon_kind(kind: OptimizerType, groups: List[Dict[str, Any]], kwargs: Dict[str, Any],
+              key: str) -> Tuple[OptimizerType, Dict[str, Any]]:
+    """torch's Muon for 2-D matrices; where convolution kernels are among them, timm's Muon, which flattens them
+    to 2-D and, given torch's coefficients, updates matrices exactly as torch's does. Other classes as they are."""
+    if kind.cls is not torch.optim.Muon or all(p.dim() == 2 for group in groups for _, p in group["params"]):
+        return kind, kwargs
+    return muon_for_kernels(f"{key}.TYPE"), dict(kwargs, ns_coefficients="original", conv_mode="flatten")
 
 
 def supports_fused(kind: OptimizerType, groups: List[Dict[str, Any]]) -> bool:
@@ -124,8 +138,9 @@ class GuardedOptimizer:
 
 
 def build_guarded_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequence[str] = (),
-                            key: str = "SOLVER.OPTIMIZER") -> GuardedOptimizer:
-    """A torch optimizer over `model` (or its `modules`) with merged param groups, and its gradient guard.
+                            key: str = "SOLVER.OPTIMIZER", names: Optional[Sequence[str]] = None) -> GuardedOptimizer:
+    """A torch optimizer over `model` (or its `modules`, or the parameters of full `names`: a route) with merged
+    param groups, and its gradient guard.
 
     `key` names the settings in error messages. Example:
         >>> spec = OptimizerSpec(optimizer_type("SGD"), GroupRules(base_lr=0.1, weight_decay=1e-4),
@@ -134,18 +149,19 @@ def build_guarded_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequ
         >>> built.optimizer.step(); built.guard.num_skipped
     """
     try:
-        groups = build_param_groups(model, spec.rules, modules)
+        groups = build_param_groups(model, spec.rules, modules, names)
     except UnsupportedModel as e:
         raise ConfigError(f"{key}.LAYER_DECAY.RATE = {spec.rules.layer_decay_rate}: {e}") from None
     except ValueError as e:  # nothing to train
         raise ConfigError(f"{key}: {e}") from None
     check_supported(spec.kind, groups, key)
-    kwargs = dict(spec.kwargs, **implementation_kwargs(spec.kind, groups, spec.implementation, key))
-    optimizer = construct_optimizer(spec.kind.cls, groups, kwargs, key=f"{key}.TYPE")
+    kind, kwargs = muon_kind(spec.kind, groups, spec.kwargs, key)
+    kwargs = dict(kwargs, **implementation_kwargs(kind, groups, spec.implementation, key))
+    optimizer = construct_optimizer(kind.cls, groups, kwargs, key=f"{key}.TYPE")
     guard = add_gradient_guard(optimizer, *spec.guard) if spec.guard is not None else None
     if needs_first_step_guard(optimizer):
         FusedFirstStepGuard(optimizer)
-    logger.info("Optimizer %s with %d parameter groups:\n%s", spec.kind.cls.__name__, len(optimizer.param_groups),
+    logger.info("Optimizer %s with %d parameter groups:\n%s", type(optimizer).__name__, len(optimizer.param_groups),
                 format_param_groups(optimizer))
     configured = frozenset({"lr", "initial_lr", "weight_decay", "initial_weight_decay", "name", "lars_exclude",
                             *kwargs})
@@ -187,6 +203,8 @@ def optimizer_kwargs(kind: OptimizerType, cfg: Any, key: str = "SOLVER.OPTIMIZER
             logger.warning("%s.%s = %r is not used by %s%s", key, name, cfg[name], kind.cls.__name__, reason)
     if kind.cls is LARS:
         kwargs["trust_coefficient"] = cfg.LARS.TRUST_COEFFICIENT
+    if kind.cls is torch.optim.Muon:
+        kwargs.update(ns_steps=cfg.MUON.NS_STEPS, adjust_lr_fn=cfg.MUON.ADJUST_LR)
     return kwargs
 
 
@@ -311,6 +329,8 @@ class Optimizer:
         cfg: the SOLVER.OPTIMIZER node; it is validated here, before any work.
         modules: dotted names of the submodules to optimize (all of the model when empty); parameter names and
             the rules still see the full names.
+        names: the full names of the parameters to optimize (a route of `pet.solver.param_groups.routes`), or
+            None for every one under `modules`.
         key: the config key of `cfg`, for error messages (SOLVER.OPTIMIZERS.<name>.OPTIMIZER for named ones).
 
     Example:
@@ -318,12 +338,13 @@ class Optimizer:
     """
 
     def __init__(self, model: nn.Module, cfg: Any, modules: Sequence[str] = (),
-                 key: str = "SOLVER.OPTIMIZER") -> None:
+                 key: str = "SOLVER.OPTIMIZER", names: Optional[Sequence[str]] = None) -> None:
         validate_optimizer_cfg(cfg, prefix=key)
         self.model = model
         self.cfg = cfg
         self.modules = tuple(modules)
         self.key = key
+        self.names = names
 
     def build(self) -> torch.optim.Optimizer:
         """Return a `torch.optim.Optimizer` with merged param groups and the gradient guard, as configured."""
@@ -331,4 +352,5 @@ class Optimizer:
 
     def build_guarded(self) -> GuardedOptimizer:
         """The optimizer with its guard and configured keys: what a run's solver units are made of."""
-        return build_guarded_optimizer(self.model, optimizer_spec(self.cfg, self.key), self.modules, self.key)
+        return build_guarded_optimizer(self.model, optimizer_spec(self.cfg, self.key), self.modules, self.key,
+                                       self.names)

@@ -11,7 +11,7 @@ the next update (`expect_step`: a non-finite loss), on the device too. Each step
 """
 import logging
 import math
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -77,13 +77,19 @@ class GradientGuard:
         # The last step's verdict on the device: 1.0 when it skipped the update, else 0.0.
         self.last_flag: Optional[Tensor] = None
         self._extra: Optional[Tensor] = None  # a reason of the caller's to skip the next update (`expect_step`)
+        self._shared_norm: Optional[Tensor] = None  # the global norm over several optimizers' gradients
+        self._checked = False  # whether the caller checked these gradients already
 
-    def expect_step(self, skip_if: Optional[Tensor] = None) -> None:
+    def expect_step(self, skip_if: Optional[Tensor] = None, shared_norm: Optional[Tensor] = None,
+                    checked: bool = False) -> None:
         """Before a step: forget the last verdict (a step that never reaches the hook, one a GradScaler skipped,
         leaves `last_flag` None), and skip the coming update also when `skip_if` (a 0-dim 0/1 tensor: a non-finite
-        loss) is 1, decided where the gradients' own check is: on the device for fused kernels."""
+        loss, or the check of several optimizers' gradients together) is 1, decided where the gradients' own check
+        is: on the device for fused kernels. `shared_norm`: the global norm of the true gradients of every optimizer
+        stepping together (`full_model` clipping of a routed model clips by it, as one optimizer would); `checked`:
+        `skip_if` covers these gradients, so the check alone need not read them again."""
         self.last_flag = None
-        self._extra = skip_if
+        self._extra, self._shared_norm, self._checked = skip_if, shared_norm, checked
 
     @property
     def num_skipped(self) -> int:
@@ -92,19 +98,31 @@ class GradientGuard:
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         extra, self._extra = self._extra, None
+        shared, checked, self._shared_norm, self._checked = self._shared_norm, self._checked, None, False
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not params:
             self.last_flag = extra
             return
         grads, group = local_shards([p.grad for p in params])  # FSDP: this process's shards, reduced over group
         if is_fused(optimizer):
-            self._before_fused_step(optimizer, grads, group, extra)
+            self._before_fused_step(optimizer, grads, group, extra, shared, checked)
         else:
-            self._before_host_step(params, grads, group, extra)
+            self._before_host_step(params, grads, group, extra, shared, checked)
+
+    def _clip(self, grads: List[Tensor], group: Group, shared: Optional[Tensor],
+              checked: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """`clip_`, by the shared global norm where one is given, and without a second read of gradients the
+        caller checked already."""
+        if shared is not None and self.clip_type == "full_model":
+            torch._foreach_mul_(grads, clip_coefficient(shared, self.clip_value))
+            return is_non_finite(shared), shared
+        if checked and self.clip_type == "none":
+            return torch.zeros((), dtype=torch.float32, device=grads[0].device), None
+        return clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
 
     def _before_host_step(self, params: List[Tensor], grads: List[Tensor], group: Group,
-                          extra: Optional[Tensor]) -> None:
-        flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+                          extra: Optional[Tensor], shared: Optional[Tensor], checked: bool) -> None:
+        flag, self.last_norm = self._clip(grads, group, shared, checked)
         if extra is not None:
             flag = torch.maximum(flag, extra.to(flag.device))
         self.last_flag = flag
@@ -115,19 +133,19 @@ class GradientGuard:
             logger.warning("Non-finite gradient: update skipped (%d skipped so far)", self.num_skipped)
 
     def _before_fused_step(self, optimizer: torch.optim.Optimizer, grads: List[Tensor], group: Group,
-                           extra: Optional[Tensor]) -> None:
+                           extra: Optional[Tensor], shared: Optional[Tensor], checked: bool) -> None:
         attributes = self._attributes
         attributes.save(optimizer)
         scale = attributes.scaler_scale  # set when a GradScaler hands over scaled gradients
         if self.clip_type == "full_model":
-            total = global_norm(grads, self.norm_type, group)
-            self.last_norm = total if scale is None else total / scale
+            total = shared if shared is not None else global_norm(grads, self.norm_type, group)
+            self.last_norm = total if scale is None or shared is not None else total / scale
             attributes.set_clip_coefficient(optimizer, clip_coefficient(self.last_norm, self.clip_value))
             flag = is_non_finite(total)
         else:
             if scale is not None and self.clip_type != "none":
                 attributes.unscale(optimizer, grads)  # per-tensor and value limits apply to true gradients
-            flag, self.last_norm = clip_(grads, self.clip_type, self.clip_value, self.norm_type, group)
+            flag, self.last_norm = self._clip(grads, group, None, checked)
         if extra is not None:
             flag = torch.maximum(flag, extra.to(flag.device))
         self.last_flag = flag

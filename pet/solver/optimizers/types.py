@@ -98,6 +98,19 @@ def type_from_signature(cls: type) -> OptimizerType:
                          unmapped=unmapped)
 
 
+def muon_for_kernels(key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
+    """The Muon that takes convolution kernels too: timm's, which flattens a kernel to (out, in x kh x kw) as the
+    airbench recipe does, and with torch's Newton-Schulz coefficients updates a 2-D matrix exactly as
+    `torch.optim.Muon` does (torch's takes matrices only). timm is an extra: without it, one error line."""
+    try:
+        from timm.optim import Muon
+    except ImportError:
+        raise ConfigError(f"{key} = MUON on convolution kernels needs timm's Muon: pip install 'pet-solver[muon]' "
+                          "(timm); or route only 2-D matrices to it (MAX_NDIM 2)") from None
+    return OptimizerType(Muon, ("MOMENTUM", "NESTEROV"), foreach=False,
+                         unmapped={"EPS": "its eps guards the Newton-Schulz orthogonalisation"})
+
+
 def optimizer_types() -> Dict[str, OptimizerType]:
     """Every optimizer a config may name, keyed by upper-case name."""
     types = dict(TABLE)

@@ -8,7 +8,7 @@ the optimizer holds exactly as many groups as there are distinct hyperparameter 
 """
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -142,12 +142,16 @@ def in_modules(full_name: str, modules: Sequence[str]) -> bool:
     return not modules or any(full_name.startswith(module + ".") for module in modules)
 
 
-def param_entries(model: nn.Module, rules: GroupRules, modules: Sequence[str] = ()) -> List[ParamEntry]:
-    """Apply the rules to every trainable parameter of `model` under `modules`.
+def param_entries(model: nn.Module, rules: GroupRules, modules: Sequence[str] = (),
+                  names: Optional[Collection[str]] = None) -> List[ParamEntry]:
+    """Apply the rules to every trainable parameter of `model` under `modules` (and among `names`, the full names
+    a route chose, when given).
 
     Raises ValueError when layer decay is asked of a model that is not a torchvision ViT or Swin.
     """
-    params = [p for p in trainable_parameters(model) if in_modules(p[0], modules)]
+    chosen = None if names is None else set(names)
+    params = [p for p in trainable_parameters(model)
+              if in_modules(p[0], modules) and (chosen is None or p[0] in chosen)]
     rate = rules.layer_decay_rate
     layers = layer_ids(model, [name for name, _, _, _ in params]) if rate < 1 else {}
     entries = []
@@ -208,15 +212,17 @@ def _unique(name: str, taken: Dict[str, int]) -> str:
     return candidate
 
 
-def build_param_groups(model: nn.Module, rules: GroupRules, modules: Sequence[str] = ()) -> List[Dict[str, Any]]:
-    """Rules then merge: the param groups for `model` (or its `modules`).
+def build_param_groups(model: nn.Module, rules: GroupRules, modules: Sequence[str] = (),
+                       names: Optional[Collection[str]] = None) -> List[Dict[str, Any]]:
+    """Rules then merge: the param groups for `model` (or its `modules`, or the parameters of full `names`).
 
     Example:
         >>> groups = build_param_groups(model, GroupRules(base_lr=0.1, weight_decay=1e-4, backbone_lr_factor=0.1))
         >>> torch.optim.SGD(groups, momentum=0.9)
     """
-    entries = param_entries(model, rules, modules)
+    entries = param_entries(model, rules, modules, names)
     if not entries:
-        where = f"modules {list(modules)} of " if modules else ""
+        where = f"modules {list(modules)} of " if modules else "the parameters chosen of " if names is not None \
+            else ""
         raise ValueError(f"{where}{type(model).__name__} have no trainable parameters (all frozen, or none)")
     return merge_param_groups(entries)

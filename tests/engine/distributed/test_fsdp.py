@@ -144,6 +144,25 @@ def test_a_non_finite_gradient_in_one_shard_skips_the_update_in_every_process(tm
     run_in_processes(a_non_finite_shard_skips_the_update_everywhere, 2, tmp_path)
 
 
+def muon_on_shards_is_refused(rank: int, world_size: int) -> None:
+    from pet.config import ConfigError
+    from pet.solver.units import build_solver_units
+
+    model, _ = sharded_and_full()
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg({"SOLVER": {"OPTIMIZER": {"TYPE": "ADAMW"}, "OPTIMIZERS": {
+        "hidden": {"MIN_NDIM": 2, "OPTIMIZER": {"TYPE": "MUON"}}, "rest": {}}}})
+    with pytest.raises(ConfigError, match=r"^SOLVER\.OPTIMIZERS\.hidden\.OPTIMIZER\.TYPE = Muon orthogonalises whole "
+                                          r"matrices, and DISTRIBUTED\.STRATEGY FSDP shards them over the processes; "
+                                          r"use DDP with Muon$"):
+        build_solver_units(model, cfg.SOLVER)
+
+
+@pytest.mark.slow
+def test_muon_on_sharded_matrices_is_refused_in_one_line(tmp_path):
+    run_in_processes(muon_on_shards_is_refused, 1, tmp_path)
+
+
 @pytest.mark.parametrize("name, expected", [
     ("resnet18", ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4"]),
     ("vit_b_16", [f"backbone.encoder.layers.encoder_layer_{i}" for i in range(12)]),

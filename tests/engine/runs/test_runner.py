@@ -41,24 +41,36 @@ def back_to_iteration_4(folder):
     (folder / "last_checkpoint").write_text("model_0000004.pth\n")
 
 
-def test_a_run_saved_loaded_and_continued_in_process_ends_as_the_uninterrupted_one(tmp_path):
+# Muon on the convolution kernel, AdamW on the rest, with accumulation, bfloat16 autocast and EMA on top.
+ROUTED = ["SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.BASE_LR", "0.01",
+          "SOLVER.OPTIMIZERS.hidden.MIN_NDIM", "4", "SOLVER.OPTIMIZERS.hidden.OPTIMIZER.TYPE", "MUON",
+          "SOLVER.OPTIMIZERS.rest.LOSSES", "()", "SOLVER.ACCUMULATION.STEPS", "2", "SOLVER.AMP.ENABLED", "True",
+          "SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.WARMUP_ITERS", "2"]
+
+
+@pytest.mark.parametrize("overrides", [[], ROUTED], ids=["one optimizer", "routed Muon and AdamW, accumulated"])
+def test_a_run_saved_loaded_and_continued_in_process_ends_as_the_uninterrupted_one(tmp_path, overrides):
     import json
     import shutil
 
     from pet.engine.persistence.checkpointer import read_checkpoint
 
-    assert train_in_process(tmp_path / "whole") == 0
+    assert train_in_process(tmp_path / "whole", *overrides) == 0
     shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
     back_to_iteration_4(tmp_path / "resumed")
-    assert train_in_process(tmp_path / "resumed", "--resume") == 0
+    assert train_in_process(tmp_path / "resumed", "--resume", *overrides) == 0
     whole, resumed = (read_checkpoint(str(tmp_path / name / "model_final.pth")) for name in ("whole", "resumed"))
     for name, tensor in whole["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
-    for name, state in whole["optimizers"][""]["state"].items():
-        assert all(torch.equal(resumed["optimizers"][""]["state"][name][k], v) for k, v in state.items())
+    assert list(whole["optimizers"]) == (["hidden", "rest"] if overrides else [""])
+    for optimizer, saved in whole["optimizers"].items():
+        for name, state in saved["state"].items():
+            torch.testing.assert_close(resumed["optimizers"][optimizer]["state"][name], state, rtol=0, atol=0)
+    assert ("ema" in whole) == bool(overrides)
+    torch.testing.assert_close(resumed.get("ema"), whole.get("ema"), rtol=0, atol=0)
     rows = [[json.loads(line) for line in open(tmp_path / name / "metrics.json")] for name in ("whole", "resumed")]
     assert [row["iteration"] for row in rows[1]] == list(range(8))
-    assert [(r["loss"], r["lr"]) for r in rows[0]] == [(r["loss"], r["lr"]) for r in rows[1]]
+    assert [(r["loss"], r.get("lr")) for r in rows[0]] == [(r["loss"], r.get("lr")) for r in rows[1]]
 
 
 def test_a_resume_with_another_batch_continues_at_the_sample_where_the_run_stopped(tmp_path):
@@ -76,3 +88,4 @@ def test_a_resume_with_another_batch_continues_at_the_sample_where_the_run_stopp
     order = torch.randperm(256, generator=torch.Generator().manual_seed(cfg.SEED)).tolist()  # epoch 0's shuffle
     first = [index for _, index in next(iter(run.trainer.data.batch_sampler))]  # (epoch, index): seeded samples
     assert first == order[32:48]  # not order[64:80], where 4 updates of the new batch would be
+

@@ -120,9 +120,9 @@ def test_classes_a_grouped_solver_cannot_drive_are_refused_with_the_reason(name,
 
 
 def test_muon_is_refused_for_a_model_with_vectors_and_points_to_named_optimizers():
-    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Muon updates 2-D weight matrices only, and 12 "
-                                          r"trainable parameters are not \(e\.g\. cls_token of shape \(1, 1, 8\)\).*"
-                                          r"SOLVER\.OPTIMIZERS"):
+    with pytest.raises(ConfigError, match=r"SOLVER\.OPTIMIZER\.TYPE = Muon updates weight matrices and convolution "
+                                          r"kernels only, and 9 trainable parameters are not \(e\.g\. "
+                                          r"backbone\.conv\.bias of shape \(8,\)\).*SOLVER\.OPTIMIZERS with MIN_NDIM 2"):
         build("SOLVER.OPTIMIZER.TYPE", "MUON")
 
 
