@@ -26,6 +26,7 @@ Axes (combined so that every value of each axis and the important interactions o
   `found_inf`), the reference with `unscale_` then torch clipping, with and without an overflow on update 1.
 """
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
@@ -40,6 +41,9 @@ from pet.solver.optimizers.types import optimizer_types
 from tests.guard_of import guard_of
 
 UPDATES = 4
+# The device of the models, gradients and GradScaler: the CPU here; `PET_TEST_DEVICE=cuda` runs the same
+# comparisons on a GPU's kernels (tools/gpu_check.sh does).
+DEVICE = torch.device(os.environ.get("PET_TEST_DEVICE", "cpu"))
 BASE_LR = 0.05
 BACKBONE_LR_FACTOR = 0.5
 BIAS_LR_FACTOR = 2.0
@@ -121,7 +125,7 @@ def make_model(kind="tiny", dtype=torch.float32):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape) * 0.3)
-    return model.to(dtype)
+    return model.to(DEVICE, dtype)
 
 
 def make_models(kind="tiny", dtype=torch.float32):
@@ -132,7 +136,7 @@ def make_models(kind="tiny", dtype=torch.float32):
 def gradients(model, update, dtype, bad_value=None):
     """Deterministic gradients of update `update` (1-based), by parameter name; `bad_value` put in one element."""
     generator = torch.Generator().manual_seed(1000 + update)
-    grads = {name: (torch.randn(p.shape, generator=generator) * GRAD_GAIN).to(dtype)
+    grads = {name: (torch.randn(p.shape, generator=generator) * GRAD_GAIN).to(DEVICE, dtype)
              for name, p in model.named_parameters()}
     if bad_value is not None:
         grads["head.fc.weight"][0, 0] = bad_value
@@ -463,7 +467,7 @@ OVERFLOW = 1e38  # times the loss on the overflowing update: the scaled gradient
 
 def batch(update):
     generator = torch.Generator().manual_seed(2000 + update)
-    return torch.randn(8, 5, generator=generator), torch.randn(8, 3, generator=generator)
+    return (torch.randn(8, 5, generator=generator).to(DEVICE), torch.randn(8, 3, generator=generator).to(DEVICE))
 
 
 def scaled_backward(model, scaler, update, overflow):
@@ -481,7 +485,7 @@ def test_grad_scaler_loop_equals_torch_loop_with_unscale(opt, overflow_first, cl
     optimizer = Optimizer(model, solver_cfg(case)).build()
     assert all(group.get("fused") for group in optimizer.param_groups)  # GradScaler hands them its scale
     reference = reference_optimizer(reference_model, case)
-    scaler, reference_scaler = torch.amp.GradScaler("cpu"), torch.amp.GradScaler("cpu")
+    scaler, reference_scaler = torch.amp.GradScaler(DEVICE.type), torch.amp.GradScaler(DEVICE.type)
     stepped, clipped = False, False
     for update in range(1, UPDATES + 1):
         overflow = overflow_first and update == 1
