@@ -15,10 +15,13 @@ $(STAMP): requirements/dev.txt setup.py
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+	@echo "Installed into $(VENV). For the README's python and torchrun commands, activate it in each new shell:"
+	@echo "    source $(VENV)/bin/activate"
 
 # The default job: ResNet-18 on the embedded digits (a minute or two on 2 CPU cores, about 98% val accuracy).
 train: $(STAMP)
 	$(PY) tools/train_net.py --cfg cfgs/digits/resnet18_sgd_step.yaml
+	@echo "Next, in this shell: source $(VENV)/bin/activate, then python tools/... and torchrun as the README shows"
 
 # Detection: FCOS (ResNet-18 FPN) on the generated shapes set, written to datasets/ on first use (a few minutes).
 train-shapes: $(STAMP)

@@ -24,7 +24,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "optimizers": ["schedulefree>=1.3", "lion-pytorch>=0.2"],  # SOLVER.OPTIMIZER.TYPE as an import path
-        "muon": ["timm>=1.0.20"],  # Muon on convolution kernels (timm.optim.Muon)
+        "timm": ["timm>=1.0.20"],  # timm's optimizers: Muon on convolution kernels, Lamb, ...
         "bench": ["mmengine>=0.10", "timm>=1.0"],
     },
 )

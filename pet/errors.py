@@ -29,7 +29,7 @@ class Preempted(RuntimeError):
 
     def __init__(self, signal_name: str, iteration: int) -> None:
         super().__init__(f"stopped by {signal_name} after {iteration} iterations; the checkpoint "
-                         f"model_{iteration:07d}.pth is saved: run again with --resume to continue")
+                         f"model_{iteration:07d}.pth is saved: run again with --resume")
         self.signal_name, self.iteration = signal_name, iteration
 
 

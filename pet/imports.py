@@ -4,12 +4,15 @@ import importlib
 import inspect
 import os
 import re
+import sys
 import traceback
 from typing import Any, Callable
 
 from pet.errors import ConfigError
 
 # Dotted identifiers, then `:` or `.` and the name: what `importlib` can import and `getattr` can read.
+# Packages the README names for optimizers, and how to install each (what a missing one's error suggests).
+KNOWN_PACKAGES = {"timm": "-e .[timm]", "lion_pytorch": "lion-pytorch", "schedulefree": "schedulefree"}
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
 
 
@@ -18,16 +21,28 @@ def is_import_path(value: Any) -> bool:
     return isinstance(value, str) and (":" in value or "." in value)
 
 
+def search_working_directory() -> None:
+    """Let modules of the working directory import, as `python -m` does (a script puts its own folder on the
+    path, not the one it is run from); last, so that they never shadow an installed package."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def import_attribute(path: str, key: str) -> Any:
     """The object `path` names; a path of another form, a module that does not import, or one without such a
     name, is a `ConfigError` that names `key`."""
     if not IMPORT_PATH.match(path):
         raise ConfigError(f"{key} = {path!r} is not an import path; write pkg.module:name")
     module_name, _, attribute = path.replace(":", ".").rpartition(".")
+    search_working_directory()
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ConfigError(f"{key} = {path!r}: cannot import {module_name} ({e})") from None
+        root = module_name.split(".")[0]
+        hint = f"; pip install {KNOWN_PACKAGES[root]}" if root in KNOWN_PACKAGES else ""
+        raise ConfigError(f"{key} = {path!r}: cannot import {module_name} ({e}; searched the working directory "
+                          f"{os.getcwd()} and the installed packages){hint}") from None
     except (Exception, SystemExit) as e:  # the module's own code failed as it was imported
         raise ConfigError(f"{key} = {path!r}: importing {module_name} raised {describe(e)}") from None
     if not hasattr(module, attribute):

@@ -72,6 +72,8 @@ def _run(cfg: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
     for key in cfg.DISTRIBUTED.FSDP:
         if cfg.DISTRIBUTED.STRATEGY.upper() != "FSDP" and _changed(cfg, defaults, f"DISTRIBUTED.FSDP.{key}"):
             yield f"DISTRIBUTED.FSDP.{key}", "DISTRIBUTED.STRATEGY is not FSDP"
+    if not cfg.TRAIN.COMPILE and _changed(cfg, defaults, "TRAIN.COMPILE_MODE"):
+        yield "TRAIN.COMPILE_MODE", "TRAIN.COMPILE is False"
     if not cfg.TRAIN.BEST_METRIC and _changed(cfg, defaults, "TRAIN.BEST_MODE"):
         yield "TRAIN.BEST_MODE", "TRAIN.BEST_METRIC is empty"
     for key in ("DECAY", "WARMUP_ITERS", "UPDATE_PERIOD"):

@@ -6,6 +6,7 @@ from pet.imports import is_import_path
 
 CLASSIFICATION_DATASETS = ("digits", "image_folder", "fake")
 DETECTION_DATASETS = ("shapes", "coco")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 RUN: Section = {
     "OUTPUT_DIR": Key("output", Rule(lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
@@ -31,6 +32,9 @@ RUN: Section = {
                     "GPUs only)"),
         "SMALL_INPUT": Key(False, BOOL, "stride-1 stem without max pool for 8-64 pixel images (ResNet, MobileNet, "
                                         "EfficientNet families)"),
+        "CHANNELS_LAST": Key(False, BOOL, "keep the model's weights (and so its activations) in the channels-last "
+                                          "memory format (NHWC), which some convolution kernels run faster; "
+                                          "checkpoints are the same either way"),
         "DETECTION": {
             "MIN_SIZE": Key(800, int_at_least(32), "detectors resize each image so that its short side is this many "
                                                    "pixels ..."),
@@ -47,8 +51,11 @@ RUN: Section = {
         "ROOT": Key("", Rule(lambda v: isinstance(v, str), "a folder path"),
                     "`image_folder`: a folder with `train/<class>/*` and `val/<class>/*`; `coco`: the folder "
                     "`DATA.COCO` paths are relative to; `shapes`: where the set is written (`\"\"`: `datasets/`)"),
-        "IMAGE_SIZE": Key(8, int_at_least(8), "image side for `image_folder`, `fake` (CIFAR-style padded crops up to "
-                                              "64, ImageNet-style resized crops above) and `shapes`"),
+        "IMAGE_SIZE": Key(0, Rule(lambda v: is_int(v) and (v == 0 or 8 <= v <= 10 ** 5), "0, or an integer in [8, "
+                                                                                        "100000]"),
+                          "image side for `image_folder` (CIFAR-style padded crops up to 64, ImageNet-style resized "
+                          "crops above), `fake` and `shapes`; 0: the data set's own (digits 8, image folders and "
+                          "`fake` 224, `shapes` 128; COCO images keep theirs)"),
         "VAL_FRACTION": Key(0.2, Rule(lambda v: is_number(v) and 0 < v < 1, "a number in (0, 1)"),
                             "`digits`: share held out for validation, stratified per class"),
         "FAKE_SIZE": Key(256, int_at_least(1, high=10 ** 7), "`fake`: images per split"),
@@ -90,6 +97,12 @@ RUN: Section = {
                                              "updates, in the background, while training goes on (the next one waits "
                                              "for it; the final one is written at once); a kill mid-write leaves the "
                                              "previous checkpoint intact, as without"),
+        "COMPILE": Key(False, BOOL, "run the model through `torch.compile` (its first update compiles: minutes on "
+                                    "a CPU, logged once and left out of the ETA); a model that cannot be compiled "
+                                    "runs eagerly after one warning; checkpoints are the same either way"),
+        "COMPILE_MODE": Key("default", one_of(COMPILE_MODES, case_sensitive=True),
+                            "`torch.compile`'s mode (`reduce-overhead` adds CUDA graphs, `max-autotune` tries "
+                            "more kernels and compiles longer)"),
         "KEEP_FREED_MEMORY": Key(True, BOOL, "on CPU, keep the memory a step frees for the next one (glibc "
                                              "`mallopt`) instead of returning it to the OS every update: fewer page "
                                              "faults, about a fifth faster; the process's memory does not shrink"),

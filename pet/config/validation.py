@@ -93,4 +93,7 @@ def validate_cfg(cfg: Any) -> None:
                                         f"an integer >= MODEL.DETECTION.MIN_SIZE = {detection.MIN_SIZE}"))
     if cfg.DATA.DATASET == "image_folder" and not cfg.DATA.ROOT:
         raise ConfigError("DATA.ROOT is empty; DATA.DATASET = 'image_folder' needs a folder with train/ and val/")
+    if cfg.TRAIN.COMPILE and cfg.DISTRIBUTED.STRATEGY.upper() == "FSDP":
+        raise ConfigError("TRAIN.COMPILE = True is not supported with DISTRIBUTED.STRATEGY = 'FSDP' (torch.compile "
+                          "of the whole sharded model); use DDP, or leave TRAIN.COMPILE off")
     solver_rules(cfg.SOLVER)

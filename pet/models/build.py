@@ -1,5 +1,6 @@
 """MODEL.NAME decides the task: a torchvision classifier or a detector, built by its own module, or a user's own
 model named by the import path of its builder (`my_pkg.models:build_my_net`, called with the config)."""
+import logging
 from typing import Any, Optional
 
 from torch import nn
@@ -8,6 +9,9 @@ from pet.errors import ConfigError
 from pet.imports import call_builder, is_import_path
 from pet.models.classification import build_classifier, classification_model_names
 from pet.models.detection import build_detector, is_detection_model
+from pet.models.speed import unwrap_compiled
+
+logger = logging.getLogger(__name__)
 
 
 def model_task(name: str) -> Optional[str]:
@@ -38,4 +42,8 @@ def build_imported_model(cfg: Any) -> nn.Module:
     model = call_builder(cfg.MODEL.NAME, "MODEL.NAME", "cfg", cfg)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"MODEL.NAME = {cfg.MODEL.NAME!r} returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
+    inner = unwrap_compiled(model)
+    if inner is not model:  # its state dict would carry `_orig_mod.` names; TRAIN.COMPILE compiles in place
+        logger.warning("MODEL.NAME = %r returned a torch.compile'd model: its module is trained instead (set "
+                       "TRAIN.COMPILE True to compile it)", cfg.MODEL.NAME)
+    return inner

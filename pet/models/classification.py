@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from pet.data.build import image_size
 from pet.errors import ConfigError
 from pet.models.norms import apply_norm
 
@@ -42,11 +43,14 @@ def build_classifier(cfg: Any) -> Classifier:
     kwargs: Dict[str, Any] = {"weights": None, "num_classes": cfg.MODEL.NUM_CLASSES}
     if name.startswith("vit_"):
         patch = int(name.rsplit("_", 1)[-1])  # vit_b_16: 16-pixel patches
-        size = cfg.DATA.IMAGE_SIZE
+        size = image_size(cfg)
+        if size == 0:
+            size = 224  # a user's data set: torchvision's own size
         if size % patch:
-            raise ConfigError(f"MODEL.NAME = {name!r} cuts images into {patch}-pixel patches, and DATA.IMAGE_SIZE = "
-                              f"{size} (the digits are 8 pixels): use images whose side is a multiple of {patch} "
-                              "(224 as trained in torchvision), or a convolutional model")
+            raise ConfigError(f"MODEL.NAME = {name!r} cuts images into {patch}-pixel patches, and the images of "
+                              f"DATA.DATASET {cfg.DATA.DATASET} are {size} pixels (DATA.IMAGE_SIZE = "
+                              f"{cfg.DATA.IMAGE_SIZE}): use images whose side is a multiple of {patch} (224 as "
+                              "trained in torchvision), or a convolutional model")
         kwargs["image_size"] = size
     model = torchvision.models.get_model(name, **kwargs)
     apply_norm(model, cfg.MODEL.NORM, name)

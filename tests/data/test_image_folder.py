@@ -82,3 +82,18 @@ def test_a_truncated_jpeg_is_caught_by_the_check(tmp_path):
     image.write_bytes(image.read_bytes()[:600])  # the header is whole, the picture is cut
     with pytest.raises(DataError, match=r"cannot read image .*big\.jpg"):
         build_dataset(folder_cfg(root), "train")
+
+
+def test_image_size_0_is_the_folder_s_own_224_and_a_far_smaller_size_is_said(tmp_path):
+    from pet.data.build import data_warnings
+
+    root = make_folder(tmp_path, size=240)
+    own = build_dataset(folder_cfg(root, image_size=0), "val")
+    assert own[0][0].shape == (3, 224, 224)
+    assert data_warnings(folder_cfg(root, image_size=0), build_dataset(folder_cfg(root, 0), "train")) == []
+    small = folder_cfg(root, image_size=32)
+    (warning,) = data_warnings(small, build_dataset(small, "train"))
+    first = root / "train" / "cat" / "0.png"
+    assert warning == (f"DATA.IMAGE_SIZE = 32: the images are trained at 32x32 pixels, but {first} is 240x240; is "
+                       "that meant? (0 trains image folders at 224)")
+    assert data_warnings(folder_cfg(root, image_size=64), build_dataset(folder_cfg(root, 64), "train")) == []

@@ -69,12 +69,13 @@ def test_bad_model_keys(model, message):
         build_classifier(model_cfg(**model))
 
 
-@pytest.mark.parametrize("dataset, size", [("digits", 8), ("fake", 40)])
-def test_a_vit_refuses_images_its_patches_do_not_tile(dataset, size):
+@pytest.mark.parametrize("dataset, key, size", [("digits", 0, 8), ("fake", 40, 40), ("image_folder", 24, 24)])
+def test_a_vit_refuses_images_its_patches_do_not_tile(dataset, key, size):
     cfg = get_cfg()
-    cfg.merge_from_list(["MODEL.NAME", "vit_b_16", "DATA.DATASET", dataset, "DATA.IMAGE_SIZE", size])
-    with pytest.raises(ConfigError, match=rf"'vit_b_16' cuts images into 16-pixel patches, and DATA.IMAGE_SIZE = "
-                                          rf"{size} .* a multiple of 16"):
+    cfg.merge_from_list(["MODEL.NAME", "vit_b_16", "DATA.DATASET", dataset, "DATA.IMAGE_SIZE", key])
+    with pytest.raises(ConfigError, match=rf"'vit_b_16' cuts images into 16-pixel patches, and the images of "
+                                          rf"DATA.DATASET {dataset} are {size} pixels \(DATA.IMAGE_SIZE = {key}\): "
+                                          "use images whose side is a multiple of 16"):
         build_classifier(cfg)
 
 

@@ -176,6 +176,17 @@ def test_help_shows_the_defaults(capsys):
     assert "lowest score drawn (default: 0.4)" in text and "(default: 8)" in text
 
 
+@pytest.mark.parametrize("tool", ["train_net", "test_net", "show_detections", "lr_find", "plot_schedule",
+                                  "export_weights", "bench_routes", "bench_data"])
+def test_help_says_each_default_once_and_only_where_there_is_one(tool, capsys):
+    with pytest.raises(SystemExit):
+        load_tool(tool).main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for option_help in re.split(r" (?=-{1,2}[a-z])", text):
+        assert option_help.count("default") <= 1, option_help
+
+
 def test_lr_find_says_a_short_sweep_ended_rather_than_diverged(tmp_path, capsys):
     code = lr_find.run(lr_find.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path), "--start", "1e-9",
                                       "--end", "1e-8", "--iters", "3", "TRAIN.BATCH_SIZE", "8"])
@@ -252,3 +263,16 @@ def test_plot_schedule_replaces_a_link_at_its_default_output_and_never_writes_th
     plot = load_tool("plot_schedule")
     assert plot.run(plot.main, ["--cfg", DEFAULT_CFG, "OUTPUT_DIR", str(tmp_path / "out")]) == 0
     assert victim.read_text() == "precious" and not os.path.islink(tmp_path / "out" / "schedule.png")
+
+
+def test_the_resume_command_is_the_run_s_own_line_with_resume_once(monkeypatch):
+    from pet.engine.runs.cli import resume_command
+
+    monkeypatch.setattr(sys, "argv", ["tools/train_net.py"])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert resume_command(["--cfg", "a b.yaml", "SEED", "3"]) == "python tools/train_net.py --cfg 'a b.yaml' SEED 3 " \
+                                                                  "--resume"
+    assert resume_command(["--resume", "--cfg", "c.yaml"]) == "python tools/train_net.py --resume --cfg c.yaml"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resume_command(["--cfg", "c.yaml"]) == "torchrun <the same options> tools/train_net.py --cfg c.yaml --resume"

@@ -48,7 +48,7 @@ def test_a_detector_trains_logs_each_loss_and_is_evaluated(detection_run):
     assert 0.0 <= final["val/mAP"] <= final["val/AP50"] <= 100.0
     assert sorted(n for n in os.listdir(output_dir) if n.endswith(".pth")) == [
         "model_0000002.pth", "model_0000004.pth", "model_final.pth"]
-    assert "Evaluation at iteration 6: val/mAP" in result.stdout
+    assert "Evaluation at iteration 5: val/mAP" in result.stdout
     report = result.stdout[result.stdout.index("group      tensors"):result.stdout.index("Running with")]
     assert "weight" in report and "norm+bias" in report
 
@@ -64,7 +64,7 @@ def test_resuming_from_a_checkpoint_ends_exactly_as_the_uninterrupted_run(detect
     (resumed / "last_checkpoint").write_text("model_0000002.pth\n")
     result = run_tool(train_command(shapes_root, resumed, "--resume"), timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "Starting training from iteration 2 to 6" in result.stdout
+    assert "Starting training at iteration 2; the last is 5" in result.stdout
     assert metrics(resumed) == metrics(reference)  # losses, lrs and the final mAP, row by row
     expected, got = final_weights(reference), final_weights(resumed)
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
@@ -100,3 +100,36 @@ def test_show_detections_draws_the_ground_truth_and_predictions(detection_run, s
     show.main(["--cfg", SHAPES_CFG, "--weights", str(output_dir / "model_final.pth"), "--out", str(out), *overrides])
     with pytest.raises(ConfigError, match="MODEL.NAME = 'resnet18' is not a detector"):
         show.main(["--cfg", DEFAULT_CFG, "--weights", "x.pth"])
+
+
+
+KNOBS = {"channels_last": ["MODEL.CHANNELS_LAST", "True"], "compile": ["TRAIN.COMPILE", "True"]}
+
+
+def test_the_speed_knobs_change_the_detector_s_training_only_by_rounding(shapes_root, tmp_path, monkeypatch, capsys):
+    """3 updates of FCOS with each knob against 3 eager ones, losses row by row and the weights. Compile uses
+    torch's `aot_eager` backend here (dynamo's capture, its graph breaks at the detector's Python and
+    data-dependent code, and AOT autograd, without inductor's minutes of code generation on a CPU); images of
+    another size make dynamo compile again, after which it marks their sizes dynamic."""
+    from tests.tools.test_cli_errors import load_tool
+
+    monkeypatch.setattr("pet.models.speed.DEFAULT_BACKEND", "aot_eager")
+    train_net = load_tool("train_net")
+
+    def train(name, *knob):
+        args = ["--cfg", SHAPES_CFG, *tiny_overrides(shapes_root, tmp_path / name), "SOLVER.SCHEDULER.TOTAL_ITERS",
+                "3", *knob]
+        assert train_net.run(train_net.main, args) == 0
+        assert "runs eagerly" not in capsys.readouterr().out  # compiled indeed, not fallen back
+        return metrics(tmp_path / name), final_weights(tmp_path / name)
+
+    eager_rows, eager = train("eager")
+    for knob, overrides in KNOBS.items():
+        rows, weights = train(knob, *overrides)
+        for ours, theirs in zip(rows, eager_rows, strict=True):
+            for name in LOSSES | {"loss"}:
+                assert ours[name] == pytest.approx(theirs[name], rel=1e-4), (knob, ours["iteration"], name)
+        assert list(weights) == list(eager)
+        for name, tensor in eager.items():
+            torch.testing.assert_close(weights[name].float(), tensor.float(), rtol=1e-3, atol=1e-4,
+                                       msg=f"{knob} {name}")

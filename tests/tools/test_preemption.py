@@ -2,6 +2,7 @@
 code 3, and --resume continues exactly; SIGINT saves too; a stalled process fails the others after
 DISTRIBUTED.TIMEOUT_S instead of hanging them."""
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -43,10 +44,14 @@ def test_a_stop_signal_checkpoints_between_updates_and_resume_is_exact(tmp_path,
     name = signal.Signals(signal_number).name
     done = read_checkpoint(str(stopped / (stopped / "last_checkpoint").read_text().strip()))["iteration"]
     assert 5 <= done < 40
-    assert stderr.strip().splitlines()[-1] == (f"stopped by {name} after {done} iterations; the checkpoint "
-                                               f"model_{done:07d}.pth is saved: run again with --resume to continue")
+    message, command = stderr.strip().splitlines()[-1].split(" to continue: ")
+    assert message == (f"stopped by {name} after {done} iterations; the checkpoint model_{done:07d}.pth is saved: "
+                       "run again with --resume")
     assert [row["iteration"] for row in metrics(stopped)] == list(range(done))  # every update before the stop
-    resumed = run_tool(train_command(stopped, *NO_PERIODIC, "--resume"))
+    words = shlex.split(command)  # the exact command the message gives, run as it is
+    assert words[0] == "python" and words[-1] == "--resume"
+    assert words[2:-1] == train_command(stopped, *NO_PERIODIC)[2:]
+    resumed = run_tool([sys.executable, *words[1:]])
     assert resumed.returncode == 0, resumed.stderr
     assert metrics(stopped) == metrics(reference)
     expected, got = final_weights(reference), final_weights(stopped)

@@ -78,7 +78,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, run_tool, re
 
     resumed = run_tool(train_command(interrupted, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"Starting training from iteration {killed_at} to 40" in resumed.stdout
+    assert f"Starting training at iteration {killed_at}; the last is 39" in resumed.stdout
 
     # The whole history (every group's lr, every loss) and the final weights are those of the uninterrupted run.
     assert metrics(interrupted) == metrics(reference)
@@ -91,7 +91,7 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path, run_tool):
     result = run_tool(train_command(tmp_path, "--resume", "SOLVER.SCHEDULER.TOTAL_ITERS", "12",
                                     "SOLVER.SCHEDULER.STEPS", "(11,)"))
     assert result.returncode == 0, result.stderr
-    assert "No checkpoint in" in result.stdout and "Starting training from iteration 0 to 12" in result.stdout
+    assert "No checkpoint in" in result.stdout and "Starting training at iteration 0; the last is 11" in result.stdout
 
 
 def test_a_resume_takes_state_from_the_checkpoint_and_hyperparameters_from_the_config(tmp_path, run_tool):
@@ -100,7 +100,7 @@ def test_a_resume_takes_state_from_the_checkpoint_and_hyperparameters_from_the_c
     extended = run_tool(train_command(tmp_path, "--resume", "SOLVER.SCHEDULER.TOTAL_ITERS", "20",
                                       "SOLVER.SCHEDULER.STEPS", "(8,)", "SOLVER.OPTIMIZER.BASE_LR", "0.2"))
     assert extended.returncode == 0, extended.stderr
-    assert "Starting training from iteration 10 to 20" in extended.stdout
+    assert "Starting training at iteration 10; the last is 19" in extended.stdout
     assert "Resuming with SOLVER.OPTIMIZER.BASE_LR = 0.2 (the checkpoint's run had 0.05)" in extended.stdout
     assert "Resuming with SOLVER.SCHEDULER.TOTAL_ITERS = 20 (the checkpoint's run had 10)" in extended.stdout
     assert "batches differ" not in extended.stdout + extended.stderr  # the data order is unchanged
@@ -145,7 +145,7 @@ def test_two_optimizers_with_a_chained_schedule_train_and_resume_exactly(tmp_pat
     command[command.index(str(reference))] = str(resumed)
     result = run_tool(command + ["--resume"])
     assert result.returncode == 0, result.stderr
-    assert "Starting training from iteration 20 to 40" in result.stdout
+    assert "Starting training at iteration 20; the last is 39" in result.stdout
 
     rows = metrics(reference)
     assert metrics(resumed) == rows
@@ -287,7 +287,7 @@ def test_a_run_with_data_workers_and_random_augmentation_resumes_exactly(tmp_pat
     assert not (interrupted / "model_final.pth").exists()
     resumed = run_tool(train_command(interrupted, *images, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
-    assert "Starting training from iteration 10 to 40" in resumed.stdout
+    assert "Starting training at iteration 10; the last is 39" in resumed.stdout
     assert metrics(interrupted) == metrics(tmp_path / "whole")
     expected, got = final_weights(tmp_path / "whole"), final_weights(interrupted)
     assert all(torch.equal(expected[k], got[k]) for k in expected)

@@ -96,7 +96,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(sharded_run, tmp_path
         time.sleep(0.05)  # gone, and with them the lock on the folder
     assert not (interrupted / "model_final").exists()
     resumed = run(torchrun(2, interrupted, "--resume", "TRAIN.ASYNC_CHECKPOINT", str(background)))
-    assert "Starting training from iteration 10 to 40" in resumed.stdout
+    assert "Starting training at iteration 10; the last is 39" in resumed.stdout
     assert metrics(interrupted) == metrics(reference)
     expected, got = (checkpoint_weights(str(folder / "model_final")) for folder in (reference, interrupted))
     assert all(torch.equal(expected[name], got[name]) for name in expected)
@@ -111,7 +111,7 @@ def test_resume_passes_over_a_folder_a_crash_cut_short(sharded_run, tmp_path, vi
         f.truncate(path.stat().st_size // 2)
     resumed = run(torchrun(2, output_dir, "--resume"))
     assert f"Cannot resume from {output_dir / 'model_final'}" in resumed.stdout + resumed.stderr
-    assert "Starting training from iteration 30 to 40" in resumed.stdout
+    assert "Starting training at iteration 30; the last is 39" in resumed.stdout
     assert metrics(output_dir) == metrics(reference)
     expected, got = (checkpoint_weights(str(folder / "model_final")) for folder in (reference, output_dir))
     assert all(torch.equal(expected[name], got[name]) for name in expected)
@@ -129,7 +129,7 @@ def test_a_run_resumes_at_another_number_of_processes(sharded_run, tmp_path, sav
     resumed = run(torchrun(resumed_by, output_dir, "--resume"))
     assert (f"The world size changed: the checkpoint was written by {saved_by} processes, this run has "
             f"{resumed_by}") in resumed.stdout
-    assert "Starting training from iteration 30 to 40" in resumed.stdout
+    assert "Starting training at iteration 30; the last is 39" in resumed.stdout
     rows = metrics(output_dir)
     assert [row["iteration"] for row in rows] == list(range(40)) and "val/accuracy" in rows[-1]
 

@@ -24,6 +24,7 @@ class EventStorage:
         self.iter = start_iter
         self._latest: Dict[str, Tuple[Value, int]] = {}
         self._windows: Dict[str, Deque[Value]] = defaultdict(lambda: deque(maxlen=window))
+        self._totals: Dict[str, Tuple[float, int]] = {}  # host values only: sum and count since the start
         self.loss_names: Tuple[str, ...] = ()  # the model's own loss names (besides the total, `loss`)
         self.version = 0  # counts the records, so that a writer can tell whether anything is new
 
@@ -33,6 +34,9 @@ class EventStorage:
         self.version += 1
         self._latest[name] = (value, self.iter)
         self._windows[name].append(value)
+        if not isinstance(value, torch.Tensor):
+            total, count = self._totals.get(name, (0.0, 0))
+            self._totals[name] = (total + value, count + 1)
 
     def put_scalars(self, **values: Value) -> None:
         """Record several scalars at once."""
@@ -50,3 +54,8 @@ class EventStorage:
     def median(self, name: str) -> float:
         """Median of the recent values of `name`."""
         return statistics.median(as_float(value) for value in self._windows[name])
+
+    def mean(self, name: str) -> float:
+        """Mean of every value of `name` recorded as a number since the storage began (a run's start)."""
+        total, count = self._totals[name]
+        return total / count

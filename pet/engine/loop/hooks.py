@@ -48,9 +48,12 @@ class HookBase:
 
 
 class IterationTimer(HookBase):
-    """Records the wall time of each iteration as `time`, and logs the total at the end."""
+    """Records the wall time of each iteration as `time` and the part of it spent waiting for data as `data_time`,
+    and logs the total at the end. With `compile_warm_up`, the first iteration (where torch.compile compiles) is
+    logged once and left out of `time`, so that it does not distort the ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, compile_warm_up: bool = False) -> None:
+        self.compile_warm_up = compile_warm_up
         self._step_start = 0.0
         self._train_start = 0.0
 
@@ -61,7 +64,14 @@ class IterationTimer(HookBase):
         self._step_start = time.perf_counter()
 
     def after_step(self) -> None:
-        self.trainer.storage.put_scalar("time", time.perf_counter() - self._step_start)
+        seconds = time.perf_counter() - self._step_start
+        trainer = self.trainer
+        data_seconds = trainer.data_wait.take()
+        if self.compile_warm_up and trainer.iter == trainer.start_iter:
+            logger.info("TRAIN.COMPILE: the first update took %.1f s (torch.compile compiling the model); it is left "
+                        "out of `time` and the ETA", seconds)
+            return
+        trainer.storage.put_scalars(time=seconds, data_time=data_seconds)
 
     def after_train(self) -> None:
         done = self.trainer.iter + 1 - self.trainer.start_iter
@@ -145,7 +155,7 @@ class EvalHook(HookBase):
         self.results = self.evaluate()
         self.evaluated_at = self.trainer.iter
         self.trainer.storage.put_scalars(**self.results)
-        logger.info("Evaluation at iteration %d: %s", self.trainer.iter + 1,
+        logger.info("Evaluation at iteration %d: %s", self.trainer.iter,
                     ", ".join(f"{k} = {v:.4f}" for k, v in self.results.items()))
 
 

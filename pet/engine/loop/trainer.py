@@ -10,7 +10,8 @@ read one update late on an accelerator (from a copy started after that update, f
 is queued: no stall) and at once on the CPU, where reading costs nothing.
 """
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -43,6 +44,30 @@ class SkipCounts:
         """Continue from saved counts."""
         self.total.fill_(total)
         self.in_a_row.fill_(in_a_row)
+
+
+class TimedBatches:
+    """The batches of a loader, adding up the time spent waiting for them (what `data_time` reports: a loader that
+    cannot keep up with the updates shows here)."""
+
+    def __init__(self, batches: Iterator[Any]) -> None:
+        self.batches = batches
+        self.waited = 0.0
+
+    def __iter__(self) -> "TimedBatches":
+        return self
+
+    def __next__(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.waited += time.perf_counter() - start
+
+    def take(self) -> float:
+        """The seconds waited since the last call."""
+        waited, self.waited = self.waited, 0.0
+        return waited
 
 
 class LaggedRead:
@@ -103,6 +128,7 @@ class Trainer:
         self.stop_signals: Optional[StopSignals] = None  # set by a run that honours SIGTERM / SIGUSR1 / SIGINT
         self.last_outcome: Optional[StepOutcome] = None  # what the last iteration did, for the hooks
         self.storage = EventStorage()
+        self.data_wait = TimedBatches(iter(()))  # the batches of the current `train`, timed
 
     def state_dict(self) -> Dict[str, Any]:
         """The skip counters, which a resumed run continues, and where the next update's data start (epoch, samples
@@ -151,9 +177,9 @@ class Trainer:
         self.start_iter, self.max_iter = start_iter, max_iter
         self.iter = start_iter - 1
         self.storage = EventStorage(start_iter)
-        self._batches = iter(self.data)
+        self.data_wait = TimedBatches(iter(self.data))
         self.model.train()
-        logger.info("Starting training from iteration %d to %d", start_iter, max_iter)
+        logger.info("Starting training at iteration %d; the last is %d", start_iter, max_iter - 1)
         for hook in self.hooks:
             hook.before_train()
         try:
@@ -176,7 +202,7 @@ class Trainer:
 
     def run_step(self) -> None:
         """One iteration: the update step, then its losses and the skip counters into the storage (as tensors)."""
-        outcome = self.last_outcome = self.update_step(self._batches, self.iter)
+        outcome = self.last_outcome = self.update_step(self.data_wait, self.iter)
         self.skips.add(outcome.skipped)
         self.storage.loss_names = tuple(outcome.losses)
         self.storage.put_scalars(loss=outcome.total, skipped_updates=self.skips.total, **outcome.losses)

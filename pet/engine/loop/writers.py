@@ -3,12 +3,17 @@ import datetime
 import json
 import logging
 import os
-from typing import Dict, Protocol
+import resource
+from typing import Dict, List, Protocol, Tuple
+
+import torch
 
 from pet.engine.loop.events import EventStorage
 from pet.engine.persistence.safe_files import atomic_write, no_follow
 
 logger = logging.getLogger(__name__)
+
+MAX_LR_COLUMNS = 4  # groups whose lrs the console shows one by one
 
 
 class EventWriter(Protocol):
@@ -28,12 +33,34 @@ def _updated_since(storage: EventStorage, last_iter: int) -> Dict[int, Dict[str,
     return by_iter
 
 
+def peak_memory() -> str:
+    """The process's peak memory: allocated on the GPU when CUDA is in use, else the resident set size."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"{torch.cuda.max_memory_allocated() / 2 ** 20:.0f}M"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}M"  # Linux counts in KiB
+
+
+def lr_parts(latest: Dict[str, Tuple[float, int]]) -> List[str]:
+    """`lr: v` when every group trains at one lr; each group's `lr/<group>: v` for up to four different lrs; the
+    range beyond (layer decay: a dozen groups)."""
+    groups = {name: value for name, (value, _) in latest.items() if name.startswith("lr/")}
+    if not groups:
+        return [f"lr: {latest['lr'][0]:.6g}"] if "lr" in latest else []
+    values = set(groups.values())
+    if len(values) == 1:
+        return [f"lr: {values.pop():.6g}"]
+    if len(groups) <= MAX_LR_COLUMNS:
+        return [f"{name}: {value:.6g}" for name, value in groups.items()]
+    return [f"lr: {min(values):.6g}..{max(values):.6g} ({len(groups)} groups)"]
+
+
 class ConsoleWriter:
-    """Logs `iter: 119/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712` style lines: the
-    iteration numbered as in metrics.json and TensorBoard (from 0), the losses of that iteration as they are
-    recorded there (the total, then each of the model's losses, whatever their names), and gradient norms and
-    validation results on the line of the iteration that computed them only. `time` is the median of recent
-    iterations (it feeds the ETA)."""
+    """Logs `iter: 119/900  eta: 0:01:05  loss: 0.3012  loss_cls: 0.3012  lr: 0.05  time: 0.0712  data_time: 0.0011
+    max_mem: 812M` style lines: the iteration numbered as in metrics.json and TensorBoard (from 0), the losses as
+    medians of the last iterations (metrics.json keeps each iteration's own), the lr of each group where they
+    differ, gradient norms and validation results on the line of the iteration that computed them only. `time` is
+    the median of recent iterations and `data_time` the part of it spent waiting for the loader; the ETA comes
+    from the mean time of every iteration so far, so that it does not swing with a few slow ones."""
 
     def __init__(self, max_iter: int) -> None:
         self.max_iter = max_iter
@@ -42,19 +69,21 @@ class ConsoleWriter:
         latest = storage.latest()
         parts = [f"iter: {storage.iter}/{self.max_iter}"]
         if "time" in latest:
-            seconds = storage.median("time") * (self.max_iter - storage.iter - 1)
+            seconds = storage.mean("time") * (self.max_iter - storage.iter - 1)
             parts.append(f"eta: {datetime.timedelta(seconds=int(seconds))}")
         for name in ("loss",) + storage.loss_names:
             if name in latest:
-                parts.append(f"{name}: {latest[name][0]:.4f}")
+                parts.append(f"{name}: {storage.median(name):.4f}")
+        parts += lr_parts(latest)
         grad_norms = sorted(name for name in latest if name.split("/")[0] == "grad_norm")
         now = {name for name, (_, iteration) in latest.items() if iteration == storage.iter}
-        for name in ("lr", *grad_norms, "val/accuracy", "val/mAP", "val_ema/accuracy", "val_ema/mAP",
-                     "skipped_updates"):
-            if name in latest and (name in now or name in ("lr", "skipped_updates")):
+        for name in (*grad_norms, "val/accuracy", "val/mAP", "val_ema/accuracy", "val_ema/mAP", "skipped_updates"):
+            if name in latest and (name in now or name == "skipped_updates"):
                 parts.append(f"{name}: {latest[name][0]:.6g}")
-        if "time" in latest:
-            parts.append(f"time: {storage.median('time'):.4f}")
+        for name in ("time", "data_time"):
+            if name in latest:
+                parts.append(f"{name}: {storage.median(name):.4f}")
+        parts.append(f"max_mem: {peak_memory()}")
         logger.info("  ".join(parts))
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from pet.engine.persistence.sharded import (finish_folder, is_sharded_checkpoint
                                             read_metadata, read_section, read_tensors, split_tensors, start_folder,
                                             write_tensors)
 from pet.errors import CheckpointError, NonFiniteWeightsError
+from pet.models.speed import strip_compile_prefix
 from pet.solver.optimizers.shards import local_shards
 from pet.state_fields import require_fields
 
@@ -404,7 +405,7 @@ class Checkpointer:
         self._saved(path, data["iteration"])
 
     def _saved(self, path: str, iteration: int) -> None:
-        logger.info("Saved checkpoint %s (iteration %d)", path, iteration)
+        logger.info("Saved checkpoint %s (after iteration %d)", path, iteration - 1)
         self._prune()
 
     def _mark(self, name: str) -> None:
@@ -493,7 +494,7 @@ class Checkpointer:
             except ValueError as e:
                 raise CheckpointError(f"checkpoint {path} holds RNG states that cannot be restored: {e}") from None
             restore_rng_state(state)
-        logger.info("Loaded checkpoint %s (iteration %d)", path, data["iteration"])
+        logger.info("Loaded checkpoint %s (after iteration %d)", path, data["iteration"] - 1)
         self.loaded_path = path
         return data
 
@@ -575,7 +576,7 @@ def checkpoint_weights(path: str, ema: bool = False, project_only: bool = False)
     if not isinstance(state, dict) or not state or not all(
             isinstance(name, str) and isinstance(tensor, torch.Tensor) for name, tensor in state.items()):
         raise CheckpointError(f"{path} holds no model weights (a {type(state).__name__}, not tensors by name)")
-    return state
+    return strip_compile_prefix(state)
 
 
 def read_checkpoint_metadata(path: str) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
 """Command-line plumbing for tools/: argument parsing and one-line `error: ...` exits, never a traceback."""
 import argparse
 import os
+import shlex
 import stat
 import sys
 from typing import Any, Callable, List, Optional, Sequence
@@ -19,13 +20,25 @@ class CommandLineError(ValueError):
     """A malformed command line."""
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds `(default: X)` to an option's help where it tells something: not for flags, options without a
+    default, or help that already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are exceptions, reported by `run` as one line; options must be spelled out
     (`--resum` is an error, not `--resume`); `--help` shows every option's default."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)  # --help shows the defaults
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)  # --help shows the defaults
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -92,6 +105,16 @@ def write_report(path: str, report: str) -> str:
     return report
 
 
+def resume_command(argv: List[str]) -> str:
+    """The command line that continues this run: the same one with --resume (under torchrun: its launcher's
+    line, which this process cannot see, with --resume)."""
+    args = list(argv) + ([] if "--resume" in argv else ["--resume"])
+    script = os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else "tools/train_net.py"
+    if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"torchrun <the same options> {shlex.join([script, *args])}"
+    return shlex.join(["python", script, *args])
+
+
 def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> int:
     """Call `main(argv)`; print a user error as `error: ...` on stderr and return 2; a run stopped by SIGTERM or
     SIGUSR1 returns 3 (SIGINT: 130) after its checkpoint; else return 0."""
@@ -108,7 +131,8 @@ def run(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = 
         return 2
     except Preempted as e:
         interrupted = e.signal_name == "SIGINT"
-        print(f"error: interrupted: {e}" if interrupted else str(e), file=sys.stderr)
+        message = f"{e} to continue: {resume_command(sys.argv[1:] if argv is None else argv)}"
+        print(f"error: interrupted: {message}" if interrupted else message, file=sys.stderr)
         return 130 if interrupted else PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from pet.config import ConfigError, ignored_keys, validate_cfg
 from pet.data import build_dataset, build_train_loader, build_val_loader
+from pet.data.build import data_warnings
 from pet.data.sampler import ResumableBatchSampler
 from pet.engine.distributed.fsdp import device_mesh, is_sharded, rank_0_buffers, shard_model
 from pet.engine.distributed.preemption import StopSignals
@@ -40,6 +41,7 @@ from pet.engine.runs.relaunch import Heartbeat, check_relaunch, record_failure
 from pet.errors import CheckpointError, DistributedError, Preempted
 from pet.models import build_model
 from pet.models.norms import check_batch_statistics, check_norm_device
+from pet.models.speed import apply_speed_knobs
 from pet.solver.optimizers.ema import WeightEMA
 from pet.solver.optimizers.schedule_free import training_mode
 from pet.solver.units import SolverUnit, build_run_solver, check_unit_support, images_per_update
@@ -49,6 +51,12 @@ logger = logging.getLogger(__name__)
 RUN_LOG_FILES = ("config.yaml", "log.txt", "metrics.json")  # what a run writes into OUTPUT_DIR besides checkpoints
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def shown_path(path: str) -> str:
+    """`path` as a user would type it from here: relative below the working directory, absolute elsewhere."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if relative.startswith(os.pardir) else relative
 
 
 def amp_dtype_for(name: str, device: torch.device) -> torch.dtype:
@@ -166,7 +174,7 @@ class Run:
                 self.lock.release()
         if is_main_process():
             logger.info("Outputs in %s: checkpoints (model_final%s), metrics.json, TensorBoard events, log.txt",
-                        os.path.abspath(self.output_dir), "/" if is_sharded(self.model) else ".pth")
+                        shown_path(self.output_dir), "/" if is_sharded(self.model) else ".pth")
         return self.eval_hook.results
 
 
@@ -175,6 +183,8 @@ def build_data(cfg: Any, world_size: int) -> RunData:
     task = task_of(cfg)
     train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     check_num_classes(cfg, train_set, val_set)
+    for warning in data_warnings(cfg, train_set):
+        logger.warning(warning)
     return RunData(task, train_set, val_set, count_updates_per_epoch(cfg, len(train_set), world_size))
 
 
@@ -263,8 +273,9 @@ def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[
     """The trainer (the data from `start_iter` on, at `start_position` when a checkpoint gives it) and its hooks,
     in the order they must run."""
     model, data, solver, device = setup.model, setup.data, setup.solver, setup.device
-    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, start_position)
-    val_loader = build_val_loader(cfg, data.val_set, setup.rank, setup.world_size)
+    pin = device.type == "cuda"  # page-locked batches: their copy to the GPU overlaps the update
+    loader = build_train_loader(cfg, data.train_set, setup.rank, setup.world_size, start_iter, start_position, pin)
+    val_loader = build_val_loader(cfg, data.val_set, setup.rank, setup.world_size, pin)
     trainer = Trainer(setup.step_model(), data.task.loss_fn, loader, solver.units, device,
                       max_consecutive_skips=cfg.TRAIN.MAX_CONSECUTIVE_SKIPS, **setup.step_options(cfg))
     def evaluate() -> Dict[str, float]:
@@ -282,7 +293,7 @@ def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[
                JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
                TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
     trainer.register_hooks([
-        IterationTimer(),
+        IterationTimer(compile_warm_up=cfg.TRAIN.COMPILE),
         LRSchedulerHook(solver.units),
         SharedBuffersHook(share) if share is not None else None,
         GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(u.computes_norm() for u in solver.units) else None,
@@ -313,6 +324,7 @@ def build_setup(cfg: Any) -> RunSetup:
     if fsdp:
         fsdp_cfg = cfg.DISTRIBUTED.FSDP
         shard_model(model, device_mesh(device, world_size), fsdp_cfg.RESHARD_AFTER_FORWARD, fsdp_cfg.PARAM_DTYPE)
+    apply_speed_knobs(model, cfg.MODEL.CHANNELS_LAST, cfg.TRAIN.COMPILE_MODE if cfg.TRAIN.COMPILE else None)
     seed_everything(cfg.SEED + rank)  # each process draws its own augmentations and dropout masks
     return RunSetup(rank, world_size, device, data, model, build_solver(cfg, model, data, world_size, device))
 

@@ -27,7 +27,7 @@ from pet.solver.optimizers.lars import LARS
 from pet.solver.optimizers.types import KEY_ARGUMENTS, OptimizerType, muon_for_kernels, optimizer_type
 from pet.solver.param_groups.layer_decay import UnsupportedModel
 from pet.solver.param_groups.report import format_param_groups
-from pet.solver.param_groups.rules import GroupRules, build_param_groups
+from pet.solver.param_groups.rules import GroupRules, build_param_groups, in_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,18 @@ def construct_optimizer(cls: type, groups: List[Dict[str, Any]], kwargs: Dict[st
         raise ConfigError(f"{key} = {cls.__name__} cannot optimize this model: {' '.join(str(e).split())}") from None
 
 
+def warn_if_no_backbone(model: nn.Module, rules: GroupRules, key: str) -> None:
+    """A BACKBONE_LR_FACTOR that reaches no parameter (the model has no module named BACKBONE_PREFIX) is said,
+    never silently dropped."""
+    if rules.backbone_lr_factor == 1.0 or any(in_backbone(name, rules.backbone_prefix)
+                                              for name, _ in model.named_parameters()):
+        return
+    tops = [name for name, _ in model.named_children()][:6]
+    logger.warning("%s.BACKBONE_LR_FACTOR = %g does nothing: %s has no module %r (its modules: %s); set "
+                   "%s.BACKBONE_PREFIX to the module to slow down", key, rules.backbone_lr_factor,
+                   type(model).__name__, rules.backbone_prefix, ", ".join(tops) or "none", key)
+
+
 @dataclass(frozen=True)
 class GuardedOptimizer:
     """A built optimizer with what the trainer and checkpoints must know of it, written down rather than stuck onto
@@ -155,6 +167,7 @@ def build_guarded_optimizer(model: nn.Module, spec: OptimizerSpec, modules: Sequ
     except ValueError as e:  # nothing to train
         raise ConfigError(f"{key}: {e}") from None
     check_supported(spec.kind, groups, key)
+    warn_if_no_backbone(model, spec.rules, key)
     kind, kwargs = muon_kind(spec.kind, groups, spec.kwargs, key)
     kwargs = dict(kwargs, **implementation_kwargs(kind, groups, spec.implementation, key))
     optimizer = construct_optimizer(kind.cls, groups, kwargs, key=f"{key}.TYPE")

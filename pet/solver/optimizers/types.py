@@ -105,7 +105,7 @@ def muon_for_kernels(key: str = "SOLVER.OPTIMIZER.TYPE") -> OptimizerType:
     try:
         from timm.optim import Muon
     except ImportError:
-        raise ConfigError(f"{key} = MUON on convolution kernels needs timm's Muon: pip install 'pet-solver[muon]' "
+        raise ConfigError(f"{key} = MUON on convolution kernels needs timm's Muon: pip install 'pet-solver[timm]' "
                           "(timm); or route only 2-D matrices to it (MAX_NDIM 2)") from None
     return OptimizerType(Muon, ("MOMENTUM", "NESTEROV"), foreach=False,
                          unmapped={"EPS": "its eps guards the Newton-Schulz orthogonalisation"})

@@ -59,6 +59,12 @@ class ClosedFormScheduler(LRScheduler):
             group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
         super().__init__(optimizer, last_epoch=-1)  # records initial_lr, then calls step() once: k = 0
         self.reference_lr = max(self.base_lrs) * self.ft_factor  # the lr the log lines speak of
+        names = group_names(optimizer)
+        self._reference_note = "" if len(names) < 2 else \
+            f" (group {names[self.base_lrs.index(max(self.base_lrs))]}; the other groups in proportion)"
+        if self.ft_factor != 1.0:  # the group table shows the lrs before this factor
+            logger.info("%sSOLVER.LR_SCALING.FT_FACTOR %g: the groups train at %s", log_prefix, self.ft_factor,
+                        ", ".join(f"{name} {lr * self.ft_factor:.6g}" for name, lr in zip(names, self.base_lrs)))
         self.last_epoch = start_iter
         self._apply(log=False)
 
@@ -92,8 +98,8 @@ class ClosedFormScheduler(LRScheduler):
             field.write(self.optimizer.param_groups, k, factor)
         big = self._factor is not None and self._is_big_change(self._factor, factor)
         if log and big and not self._was_big_change:
-            logger.info("%sChanging learning rate %.7f -> %.7f", self._log_prefix, self._factor * self.reference_lr,
-                        factor * self.reference_lr)
+            logger.info("%sChanging learning rate %.7f -> %.7f%s", self._log_prefix, self._factor * self.reference_lr,
+                        factor * self.reference_lr, self._reference_note)
         self._factor, self._was_big_change = factor, big
 
     def _is_big_change(self, old: float, new: float) -> bool:

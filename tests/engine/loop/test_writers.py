@@ -57,9 +57,39 @@ def test_console_line_has_iteration_eta_losses_lr_and_time(caplog):
         for storage in storage_with(range(10)):
             pass
         writer.write(storage)
-    # Iteration 9 (numbered from 0, as in metrics.json), 90 left at a median 0.5 s each: 45 s. The loss of
-    # iteration 9 itself, as metrics.json and TensorBoard hold it: 1/10.
-    assert "iter: 9/100  eta: 0:00:45  loss: 0.1000  lr: 0.1  time: 0.5000" in caplog.text
+    # Iteration 9 (numbered from 0, as in metrics.json), 90 left at 0.5 s each: 45 s. The loss as the median of
+    # the window: 1/1 .. 1/10, median (1/5 + 1/6) / 2.
+    line = caplog.records[-1].getMessage()
+    assert line.startswith(f"iter: 9/100  eta: 0:00:45  loss: {(1 / 5 + 1 / 6) / 2:.4f}  lr: 0.1  time: 0.5000  "
+                           "max_mem: ")
+    assert int(line.split("max_mem: ")[1].rstrip("M")) > 0
+
+
+def test_the_eta_is_the_mean_of_every_iteration_not_the_recent_median(caplog):
+    storage, writer = EventStorage(window=3), ConsoleWriter(max_iter=20)
+    for it, seconds in enumerate([1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0]):  # a slow spell at the end
+        storage.iter = it
+        storage.put_scalars(loss=1.0, time=seconds)
+    with caplog.at_level(logging.INFO, logger="pet.engine.loop.writers"):
+        writer.write(storage)
+    # 13 left (iterations 7 to 19) at the mean 16 / 7 s; the median of the last three (4 s) would say 52 s.
+    assert f"eta: 0:00:{int(13 * 16 / 7):02d}" in caplog.text and "time: 4.0000" in caplog.text
+
+
+def test_groups_at_different_lrs_are_shown_each_and_many_as_a_range(caplog):
+    storage = EventStorage()
+    storage.put_scalars(loss=1.0, lr=0.05, **{"lr/weight": 0.05, "lr/head": 0.5})
+    many = EventStorage()
+    many.put_scalars(loss=1.0, lr=0.1, **{f"lr/layer{i}": 0.1 * 0.5 ** i for i in range(6)})
+    same = EventStorage()
+    same.put_scalars(loss=1.0, lr=0.1, **{"lr/weight": 0.1, "lr/norm+bias": 0.1})
+    with caplog.at_level(logging.INFO, logger="pet.engine.loop.writers"):
+        for each in (storage, many, same):
+            ConsoleWriter(max_iter=10).write(each)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "loss: 1.0000  lr/weight: 0.05  lr/head: 0.5  " in lines[0]
+    assert f"lr: {0.1 * 0.5 ** 5:.6g}..0.1 (6 groups)" in lines[1]
+    assert "loss: 1.0000  lr: 0.1  max_mem" in lines[2]
 
 
 def test_validation_results_show_on_the_line_of_their_iteration_only(caplog):
@@ -73,7 +103,8 @@ def test_validation_results_show_on_the_line_of_their_iteration_only(caplog):
         writer.write(storage)
     first, second = [r.getMessage() for r in caplog.records]
     assert "grad_norm: 2.5  val/accuracy: 90  val_ema/accuracy: 91" in first
-    assert "val" not in second and "grad_norm" not in second and second.startswith("iter: 1/10  loss: 0.5000")
+    assert "val" not in second and "grad_norm" not in second
+    assert second.startswith("iter: 1/10  loss: 0.7500")  # the median of the two iterations' losses
 
 
 def test_tensorboard_events_are_readable(tmp_path):

@@ -1,6 +1,7 @@
 """The run's pieces decided from the config: the mixed-precision dtype of each device; a whole run saved, loaded
 and continued in process; a resume at another batch."""
 import logging
+import os
 
 import pytest
 import torch
@@ -89,3 +90,45 @@ def test_a_resume_with_another_batch_continues_at_the_sample_where_the_run_stopp
     first = [index for _, index in next(iter(run.trainer.data.batch_sampler))]  # (epoch, index): seeded samples
     assert first == order[32:48]  # not order[64:80], where 4 updates of the new batch would be
 
+
+def final_weights(folder):
+    from pet.engine.persistence.checkpointer import read_checkpoint
+
+    return read_checkpoint(str(folder / "model_final.pth"))["model"]
+
+
+@pytest.mark.slow
+def test_checkpoints_cross_the_compile_switch_both_ways_and_compile_changes_nothing_beyond_rounding(tmp_path, capsys):
+    import json
+    import shutil
+
+    compiled = ["TRAIN.COMPILE", "True"]
+    assert train_in_process(tmp_path / "eager") == 0
+    capsys.readouterr()
+    assert train_in_process(tmp_path / "compiled", *compiled) == 0
+    log = capsys.readouterr().out
+    warm_up = [line for line in log.splitlines() if "TRAIN.COMPILE: the first update" in line]
+    assert len(warm_up) == 1 and "left out of `time` and the ETA" in warm_up[0]
+    assert "runs eagerly" not in log  # compiled indeed, not fallen back
+    rows = [json.loads(line) for line in open(tmp_path / "compiled" / "metrics.json")]
+    assert "time" not in rows[0] and all("time" in row and "data_time" in row for row in rows[1:])
+    for switch, source in ((compiled, "eager"), ([], "compiled")):  # resume at 4 with the other setting
+        resumed = tmp_path / f"{source}-then-other"
+        shutil.copytree(tmp_path / source, resumed)
+        back_to_iteration_4(resumed)
+        assert train_in_process(resumed, "--resume", *switch) == 0
+    eager = final_weights(tmp_path / "eager")
+    for name in ("compiled", "eager-then-other", "compiled-then-other"):
+        weights = final_weights(tmp_path / name)
+        assert list(weights) == list(eager), name  # the same names: no `_orig_mod.`
+        for key, tensor in eager.items():
+            torch.testing.assert_close(weights[key].float(), tensor.float(), rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
+
+
+def test_paths_are_shown_relative_below_the_working_directory_and_absolute_elsewhere(tmp_path, monkeypatch):
+    from pet.engine.runs.runner import shown_path
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(str(tmp_path / "output" / "digits")) == os.path.join("output", "digits")
+    assert shown_path("output/digits") == os.path.join("output", "digits")
+    assert shown_path(str(tmp_path.parent / "elsewhere")) == str(tmp_path.parent / "elsewhere")

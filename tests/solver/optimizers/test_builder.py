@@ -181,3 +181,21 @@ def test_every_implementation_makes_the_same_updates(implementation):
     forced = build("SOLVER.OPTIMIZER.TYPE", "ADAMW", "SOLVER.OPTIMIZER.KERNELS.IMPLEMENTATION", implementation,
                    model=model)
     assert_same_updates(model, forced, reference, plain)
+
+
+def test_a_backbone_lr_factor_on_a_model_without_a_backbone_is_said(caplog):
+    import logging
+
+    from pet.config import get_cfg
+    from pet.solver import Optimizer
+
+    cfg = get_cfg().SOLVER.OPTIMIZER
+    cfg.BACKBONE_LR_FACTOR = 0.1
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    with caplog.at_level(logging.WARNING, logger="pet.solver.optimizers.builder"):
+        Optimizer(plain, cfg).build()
+        Optimizer(torch.nn.ModuleDict({"backbone": torch.nn.Linear(2, 2)}), cfg).build()  # it has one: silent
+    (record,) = caplog.records
+    assert record.getMessage() == ("SOLVER.OPTIMIZER.BACKBONE_LR_FACTOR = 0.1 does nothing: Sequential has no module "
+                                   "'backbone' (its modules: 0, 1); set SOLVER.OPTIMIZER.BACKBONE_PREFIX to the "
+                                   "module to slow down")

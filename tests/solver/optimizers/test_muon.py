@@ -207,7 +207,7 @@ def test_kernels_without_timm_are_one_line_naming_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "timm.optim", None)  # as if timm were not installed
     with pytest.raises(ConfigError, match=r"^SOLVER\.OPTIMIZERS\.hidden\.OPTIMIZER\.TYPE = MUON on convolution "
-                                          r"kernels needs timm's Muon: pip install 'pet-solver\[muon\]' \(timm\); "
+                                          r"kernels needs timm's Muon: pip install 'pet-solver\[timm\]' \(timm\); "
                                           r"or route only 2-D matrices to it \(MAX_NDIM 2\)$"):
         build_solver_units(Net(True), routed_cfg().SOLVER)
 

@@ -435,3 +435,21 @@ def test_a_warmup_set_for_a_policy_with_its_own_rise_is_refused(policy, key, val
         cfg = get_cfg()
         cfg.merge_from_list(["SOLVER.SCHEDULER.POLICY", policy, f"SOLVER.SCHEDULER.{key}", value])
         LearningRateScheduler(Optimizer(nn.Linear(2, 1), cfg.SOLVER.OPTIMIZER).build(), cfg.SOLVER, iter_per_epoch=10)
+
+
+def test_with_several_groups_the_logged_lr_names_its_group_and_ft_factor_gives_the_trained_lrs(caplog):
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))  # weights and biases: two groups
+    with caplog.at_level(logging.INFO, logger="pet.solver.schedules.lr_scheduler"):
+        optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.OPTIMIZER.BIAS_LR_FACTOR", 2.0,
+                                    "SOLVER.LR_SCALING.FT_FACTOR", 0.1, model=model)
+        lr_history(optimizer, scheduler, 35)
+    messages = [r.getMessage() for r in caplog.records]
+    groups = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    bias = next(name for name in groups if "bias" in name)
+    weight = next(name for name in groups if name != bias)
+    # what torch's groups are given at update 0: the base lr x factors x FT_FACTOR (BASE_LR 0.1 in BASE)
+    trained = {weight: "0.01", bias: "0.02"}
+    assert messages[0] == "SOLVER.LR_SCALING.FT_FACTOR 0.1: the groups train at " + ", ".join(
+        f"{name} {trained[name]}" for name in groups)
+    assert messages[1] == f"Changing learning rate 0.0200000 -> 0.0020000 (group {bias}; the other groups in " \
+                          "proportion)"
