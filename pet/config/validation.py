@@ -96,4 +96,16 @@ def validate_cfg(cfg: Any) -> None:
     if cfg.TRAIN.COMPILE and cfg.DISTRIBUTED.STRATEGY.upper() == "FSDP":
         raise ConfigError("TRAIN.COMPILE = True is not supported with DISTRIBUTED.STRATEGY = 'FSDP' (torch.compile "
                           "of the whole sharded model); use DDP, or leave TRAIN.COMPILE off")
+    early_stop_rules(cfg.TRAIN)
     solver_rules(cfg.SOLVER)
+
+
+def early_stop_rules(train: Any) -> None:
+    """TRAIN.EARLY_STOP counts periodic evaluations of a named result: it needs both."""
+    patience = train.EARLY_STOP.PATIENCE
+    if patience and not train.EVAL_PERIOD:
+        raise ConfigError(f"TRAIN.EARLY_STOP.PATIENCE = {patience} needs TRAIN.EVAL_PERIOD > 0 (got 0): early "
+                          "stopping counts periodic evaluations; set EVAL_PERIOD, or PATIENCE 0 (off)")
+    if patience and not (train.EARLY_STOP.METRIC or train.BEST_METRIC):
+        raise ConfigError(f"TRAIN.EARLY_STOP.PATIENCE = {patience} needs a result to watch: set "
+                          "TRAIN.EARLY_STOP.METRIC (or TRAIN.BEST_METRIC), e.g. val/accuracy or val/loss")

@@ -1,5 +1,6 @@
 """What differs between a classification run and a detection run, in one place: the data sets that fit, how the
 losses are computed, and how the model is evaluated. MODEL.NAME selects the task."""
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -10,12 +11,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from pet.config import get_cfg
 from pet.config.run_keys import CLASSIFICATION_DATASETS, DETECTION_DATASETS
-from pet.engine.evaluation.classification import evaluate_classifier
+from pet.engine.evaluation.classification import ClassifierResults, evaluate_classifier, per_class_line
 from pet.engine.evaluation.coco import evaluate_detector
 from pet.engine.loop.update_step import LossFunction
 from pet.errors import ConfigError
 from pet.imports import is_import_path
 from pet.models import model_task
+
+logger = logging.getLogger(__name__)
 
 
 def classification_losses(model: nn.Module, batch: Any) -> Dict[str, torch.Tensor]:
@@ -47,8 +50,19 @@ class Task:
     evaluate: Evaluate
 
 
-CLASSIFICATION = Task("classification", CLASSIFICATION_DATASETS, classification_losses,
-                      lambda model, loader, dataset, device: evaluate_classifier(model, loader, device))
+def evaluate_classification(model: nn.Module, loader: DataLoader, dataset: Dataset,
+                            device: torch.device) -> ClassifierResults:
+    """A classifier's results with its confusion matrix, labelled with the data set's class names (label numbers
+    for outputs beyond them), and its per-class accuracy logged: in training and in tools/test_net.py alike."""
+    results = evaluate_classifier(model, loader, device)
+    names = class_names(dataset) or []
+    classes = results.confusion.shape[0]
+    results.class_names = (names + [str(label) for label in range(len(names), classes)])[:classes]
+    logger.info(per_class_line(results))
+    return results
+
+
+CLASSIFICATION = Task("classification", CLASSIFICATION_DATASETS, classification_losses, evaluate_classification)
 # A detector computes its own losses in training mode; COCO box mAP scores its predictions.
 DETECTION = Task("detection", DETECTION_DATASETS, model_losses, evaluate_detector)
 

@@ -183,7 +183,8 @@ class Trainer:
         for hook in self.hooks:
             hook.before_train()
         try:
-            for self.iter in range(start_iter, max_iter):
+            while self.iter + 1 < self.max_iter:  # a hook may move the end closer (`end_at_this_iteration`)
+                self.iter += 1
                 self.storage.iter = self.iter
                 for hook in self.hooks:
                     hook.before_step()
@@ -191,7 +192,7 @@ class Trainer:
                 for hook in self.hooks:
                     hook.after_step()
                 stop = self.stop_signals.agreed() if self.stop_signals is not None else None
-                if stop is not None and self.iter + 1 < max_iter:
+                if stop is not None and self.iter + 1 < self.max_iter:
                     raise Preempted(stop, self.iter + 1)
         except BaseException as error:
             self.failure = error
@@ -199,6 +200,12 @@ class Trainer:
         finally:
             for hook in self.hooks:
                 hook.after_train()
+
+    def end_at_this_iteration(self) -> None:
+        """Make the iteration now running the run's last (early stopping; before the first: none is left): the
+        hooks after the caller, and every hook's `after_train`, see a run that has reached its end, so model_final
+        is saved and the final evaluation runs as at the end of the schedule."""
+        self.max_iter = self.iter + 1
 
     def run_step(self) -> None:
         """One iteration: the update step, then its losses and the skip counters into the storage (as tensors)."""

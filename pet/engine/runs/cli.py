@@ -6,7 +6,10 @@ import stat
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
+import yaml
+
 from pet.config import get_cfg
+from pet.config.node import UniqueKeyLoader
 from pet.engine.persistence.safe_files import atomic_write
 from pet.errors import USER_ERRORS, ConfigError, CrashLoopError, Preempted
 
@@ -50,6 +53,27 @@ def load_config(cfg_file: str, overrides: List[str]) -> Any:
     cfg = get_cfg()
     cfg.merge_from_file(cfg_file)
     cfg.merge_from_list(overrides)
+    return cfg
+
+
+def load_config_text(text: Any, overrides: List[str], source: str) -> Any:
+    """The defaults, then the YAML `text` (a config as `cfg.dump()` wrote it, e.g. the one a checkpoint stores),
+    then `KEY VALUE` overrides; text that is no mapping of known keys is a `ConfigError` naming `source`."""
+    try:
+        loaded = yaml.load(text, Loader=UniqueKeyLoader) if isinstance(text, str) else None
+    except ConfigError as e:  # the loader's own check: aliases that expand past any config's size
+        raise ConfigError(f"the config stored in {source}: {e}") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError(f"the config stored in {source} is not valid YAML: {' '.join(str(e).split())[:200]}") \
+            from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source} stores no config (a {type(loaded).__name__}, not a mapping of keys)")
+    cfg = get_cfg()
+    try:
+        cfg.merge_from_other_cfg(loaded)
+    except ConfigError as e:  # e.g. a key of an older version: say it is the stored config, not the command line
+        raise ConfigError(f"the config stored in {source}: {e}") from None
+    cfg.merge_from_list(overrides)  # outside the try: an override's error is the command line's own
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""The run's log: INFO lines on stdout from rank 0 (warnings only from the others), copied to OUTPUT_DIR/log.txt
+"""The run's log: INFO lines on stdout from rank 0 (errors only from the others), copied to OUTPUT_DIR/log.txt
 once the output folder may be written to; what was logged before waits in memory."""
 import logging
 import logging.handlers
@@ -11,14 +11,15 @@ LOG_FORMAT = "[%(asctime)s %(name)s] %(message)s"
 
 
 def setup_logging() -> None:
-    """INFO lines on stdout from rank 0, only warnings from other ranks; rank 0 also buffers them for log.txt."""
+    """INFO lines on stdout from rank 0, only errors from other ranks (their warnings repeat rank 0's: the same
+    config, the same data); rank 0 also buffers its lines for log.txt."""
     root = logging.getLogger("pet")
     for handler in list(root.handlers):  # a second run in the same process replaces the first one's handlers
         handler.close()
         root.removeHandler(handler)
     root.propagate = False
     main = is_main_process()
-    root.setLevel(logging.INFO if main else logging.WARNING)
+    root.setLevel(logging.INFO if main else logging.ERROR)
     console = logging.StreamHandler(sys.stdout if main else sys.stderr)
     console.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     root.addHandler(console)
