@@ -26,5 +26,10 @@ setup(
         "optimizers": ["schedulefree>=1.3", "lion-pytorch>=0.2"],  # SOLVER.OPTIMIZER.TYPE as an import path
         "timm": ["timm>=1.0.20"],  # timm's optimizers: Muon on convolution kernels, Lamb, ...
         "bench": ["mmengine>=0.10", "timm>=1.0"],
+        # TRAIN.LOGGERS trackers; SQLAlchemy and Alembic open the default SQLite store in OUTPUT_DIR
+        "mlflow": ["mlflow-skinny>=2.10", "sqlalchemy>=1.4", "alembic>=1.8"],
+        "wandb": ["wandb>=0.17"],  # offline runs only: `wandb sync` uploads them
+        "tune": ["optuna>=3.6"],  # tools/tune.py: hyperparameter search
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],  # export_weights --format onnx; runs it
     },
 )

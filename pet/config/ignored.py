@@ -76,9 +76,14 @@ def _run(cfg: Any, defaults: Any) -> Iterator[Tuple[str, str]]:
         yield "TRAIN.COMPILE_MODE", "TRAIN.COMPILE is False"
     if not cfg.TRAIN.BEST_METRIC and _changed(cfg, defaults, "TRAIN.BEST_MODE"):
         yield "TRAIN.BEST_MODE", "TRAIN.BEST_METRIC is empty"
+    for key in ("METRIC", "MIN_DELTA", "MODE"):
+        if not cfg.TRAIN.EARLY_STOP.PATIENCE and _changed(cfg, defaults, f"TRAIN.EARLY_STOP.{key}"):
+            yield f"TRAIN.EARLY_STOP.{key}", "TRAIN.EARLY_STOP.PATIENCE is 0 (early stopping is off)"
     for key in ("DECAY", "WARMUP_ITERS", "UPDATE_PERIOD"):
         if not solver.EMA.ENABLED and _changed(cfg, defaults, f"SOLVER.EMA.{key}"):
             yield f"SOLVER.EMA.{key}", "SOLVER.EMA.ENABLED is False"
+    if "mlflow" not in cfg.TRAIN.LOGGERS and _changed(cfg, defaults, "TRAIN.MLFLOW_URI"):
+        yield "TRAIN.MLFLOW_URI", "TRAIN.LOGGERS does not name mlflow"
 
 
 def _own_keys(entry: Any, section: str) -> List[str]:

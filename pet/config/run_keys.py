@@ -1,12 +1,16 @@
 """Every section of the config but SOLVER: the run's outputs, model, data, training and test keys (the README's
 training-config table), and the names of the data sets of each task."""
-from pet.config.rules import BOOL, PATH, Rule, int_at_least, is_int, is_number, one_of
+from pet.config.rules import BOOL, NON_NEGATIVE, PATH, Rule, int_at_least, is_int, is_number, one_of
 from pet.config.schema import Key, Section
 from pet.imports import is_import_path
 
 CLASSIFICATION_DATASETS = ("digits", "image_folder", "fake")
 DETECTION_DATASETS = ("shapes", "coco")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # TRAIN.LOGGERS: where the scalars of metrics.json also go
+LOGGER_NAMES = Rule(lambda v: isinstance(v, (list, tuple)) and all(isinstance(n, str) and n in TRACKERS for n in v)
+                    and len(set(v)) == len(v),
+                    f"a tuple of distinct names from {' | '.join(TRACKERS)} (e.g. ('tensorboard', 'mlflow')), or ()")
 
 RUN: Section = {
     "OUTPUT_DIR": Key("output", Rule(lambda v: isinstance(v, str) and v != "", "a non-empty folder path"),
@@ -81,6 +85,13 @@ RUN: Section = {
         "CHECKPOINTS_TO_KEEP": Key(3, int_at_least(1), "periodic checkpoints kept (`model_final.pth` always stays)"),
         "WRITER_PERIOD": Key(20, int_at_least(1), "iterations between console, `metrics.json` and TensorBoard "
                                                   "writes"),
+        "LOGGERS": Key(("tensorboard",), LOGGER_NAMES,
+                       "experiment trackers that get the scalars of `metrics.json` at each write: `tensorboard` "
+                       "(event files in OUTPUT_DIR), `mlflow`, `wandb` (offline; both extras: `pip install -e "
+                       ".[mlflow]`); `()`: `metrics.json` only; see [Trackers](#trackers)"),
+        "MLFLOW_URI": Key("", Rule(lambda v: isinstance(v, str) and v.strip() == v, "an MLflow tracking URI, or \"\""),
+                          "`mlflow`: where runs are kept (`sqlite:///runs.db`, `http://host:5000`, ...); `\"\"`: "
+                          "the SQLite store `OUTPUT_DIR/mlflow.db` with artifacts in `OUTPUT_DIR/mlartifacts`"),
         "EVAL_PERIOD": Key(0, int_at_least(0, " (0: only at the end)"),
                            "iterations between evaluations; 0: only at the end"),
         "MAX_CONSECUTIVE_SKIPS": Key(20, int_at_least(0, " (0: never stop)"),
@@ -93,6 +104,19 @@ RUN: Section = {
         "BEST_MODE": Key("", Rule(lambda v: v in ("", "max", "min"), "\"\" | max | min"),
                          "whether `BEST_METRIC` is best high (`max`) or low (`min`); `\"\"`: `min` for a loss "
                          "(`val/loss`, `val/loss_cls`), else `max`; the log says which"),
+        "EARLY_STOP": {
+            "PATIENCE": Key(0, int_at_least(0, " (0: off)"),
+                            "stop training after this many evaluations in a row (every `EVAL_PERIOD`, which must be "
+                            "> 0) without improvement, saving `model_final.pth` and evaluating it as at the end; "
+                            "a NaN score is no improvement; 0: off"),
+            "METRIC": Key("", Rule(lambda v: isinstance(v, str), "an evaluation result name, or \"\""),
+                          "the result that must improve (e.g. `val/accuracy`, `val/loss`); `\"\"`: `BEST_METRIC`"),
+            "MIN_DELTA": Key(0.0, NON_NEGATIVE, "an improvement is a change by more than this, in the better "
+                                                "direction"),
+            "MODE": Key("", Rule(lambda v: v in ("", "max", "min"), "\"\" | max | min"),
+                        "whether `METRIC` is better high (`max`) or low (`min`); `\"\"`: `BEST_MODE` when the "
+                        "metric is `BEST_METRIC`, else `min` for a loss and `max` for the rest"),
+        },
         "ASYNC_CHECKPOINT": Key(False, BOOL, "write periodic checkpoints from a copy of the state taken between two "
                                              "updates, in the background, while training goes on (the next one waits "
                                              "for it; the final one is written at once); a kill mid-write leaves the "

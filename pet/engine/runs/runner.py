@@ -23,17 +23,20 @@ from pet.engine.distributed.fsdp import device_mesh, is_sharded, rank_0_buffers,
 from pet.engine.distributed.preemption import StopSignals
 from pet.engine.distributed.process_group import (get_rank, get_world_size, init_distributed, is_collective_failure,
                                                   is_main_process)
+from pet.engine.evaluation.confusion_report import ConfusionReport
 from pet.engine.evaluation.schedule_free_weights import averaged_weights
-from pet.engine.evaluation.tasks import Task, check_num_classes, class_names, task_of
+from pet.engine.evaluation.tasks import CLASSIFICATION, Task, check_num_classes, class_names, task_of
+from pet.engine.loop.early_stop import early_stopping
 from pet.engine.loop.hooks import (BestCheckpointer, EMAHook, EvalHook, GradNormHook, IterationTimer, LRSchedulerHook,
                                    PeriodicCheckpointer, PeriodicWriter, SharedBuffersHook)
 from pet.engine.loop.trainer import Trainer
-from pet.engine.loop.writers import ConsoleWriter, JSONWriter, TensorboardWriter
+from pet.engine.loop.trackers import build_trackers, check_trackers, written_outputs
+from pet.engine.loop.writers import ConsoleWriter, JSONWriter
 from pet.engine.persistence.checkpointer import (Checkpointer, OptimizerState, StateDictGroup, checkpoint_classes,
-                                                 checkpoint_weights)
+                                                 checkpoint_weights, read_checkpoint_metadata)
 from pet.engine.persistence.output_dir import FolderLock, claim_output_dir, write_config
 from pet.engine.persistence.pretrained import load_pretrained
-from pet.engine.persistence.resume_report import report_resume
+from pet.engine.persistence.resume_report import flatten, report_resume, saved_config
 from pet.engine.persistence.safe_files import safe_output_path
 from pet.engine.runs.allocator import keep_freed_memory
 from pet.engine.runs.logs import attach_log_file, setup_logging
@@ -173,8 +176,8 @@ class Run:
             if self.lock is not None:
                 self.lock.release()
         if is_main_process():
-            logger.info("Outputs in %s: checkpoints (model_final%s), metrics.json, TensorBoard events, log.txt",
-                        shown_path(self.output_dir), "/" if is_sharded(self.model) else ".pth")
+            logger.info("Outputs in %s: checkpoints (model_final%s), %s, log.txt", shown_path(self.output_dir),
+                        "/" if is_sharded(self.model) else ".pth", written_outputs(self.trainer.hooks))
         return self.eval_hook.results
 
 
@@ -291,7 +294,7 @@ def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[
     share = rank_0_buffers(model) if is_sharded(model) else None
     writers = [ConsoleWriter(solver.max_iter),
                JSONWriter(safe_output_path(cfg.OUTPUT_DIR, "metrics.json"), start_iter),
-               TensorboardWriter(cfg.OUTPUT_DIR, start_iter)] if is_main_process() else []
+               *build_trackers(cfg, start_iter, solver.max_iter)] if is_main_process() else []  # TRAIN.LOGGERS
     trainer.register_hooks([
         IterationTimer(compile_warm_up=cfg.TRAIN.COMPILE),
         LRSchedulerHook(solver.units),
@@ -299,6 +302,7 @@ def build_trainer(cfg: Any, setup: RunSetup, start_iter: int, weights: Callable[
         GradNormHook(solver.units, cfg.TRAIN.WRITER_PERIOD) if any(u.computes_norm() for u in solver.units) else None,
         solver.ema,  # after the update, before it is evaluated or saved
         eval_hook,
+        ConfusionReport(eval_hook, cfg.OUTPUT_DIR) if is_main_process() and data.task is CLASSIFICATION else None,
         PeriodicWriter(writers, cfg.TRAIN.WRITER_PERIOD, eval_hook),  # before the checkpoint: metrics are on disk
     ])
     return trainer, eval_hook
@@ -329,14 +333,16 @@ def build_setup(cfg: Any) -> RunSetup:
     return RunSetup(rank, world_size, device, data, model, build_solver(cfg, model, data, world_size, device))
 
 
-def build_run(cfg: Any, resume: bool = False) -> Run:
-    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint."""
+def build_run(cfg: Any, resume: bool = False, extra_hooks: Tuple[Any, ...] = ()) -> Run:
+    """Build data, model, solver, checkpointer, writers and hooks; with `resume`, load the latest checkpoint.
+    `extra_hooks` (HookBase) run after the run's own, once its metrics are written (tools/tune.py's pruning)."""
     setup = build_setup(cfg)
     rank, world_size, device, data, model, solver = (setup.rank, setup.world_size, setup.device, setup.data,
                                                       setup.model, setup.solver)
     weights = weights_for_use(cfg, model, data, solver, rank, world_size, device)
     checkpointer = build_checkpointer(cfg, model, data, solver, world_size, weights)
     # Nothing above wrote a file: a bad config or data path has failed by now with the output folder untouched.
+    check_trackers(cfg)  # a tracker of TRAIN.LOGGERS that is not installed, in every process
     lock = claim_output(cfg, resume)
     checkpoint = restore(checkpointer, cfg, world_size) if resume else {}
     # Every check a resume makes comes before the first write: a refused resume leaves the folder as it was.
@@ -352,22 +358,29 @@ def build_run(cfg: Any, resume: bool = False) -> Run:
     if checkpoint:
         checkpointer.load_into("trainer", trainer, checkpoint, checkpointer.loaded_path)
     checkpointer.objects["trainer"] = trainer  # saved from now on; loaded above, once the trainer existed
+    early_stop = early_stopping(cfg, eval_hook)  # TRAIN.EARLY_STOP; None when off
+    if early_stop is not None:
+        early_stop.resume(checkpoint, checkpointer.loaded_path)
+        checkpointer.objects["early_stop"] = early_stop
     trainer.register_hooks([
         BestCheckpointer(checkpointer, cfg.TRAIN.BEST_METRIC, eval_hook, cfg.TRAIN.BEST_MODE)
         if cfg.TRAIN.BEST_METRIC else None,
+        early_stop,  # before the PeriodicCheckpointer, which must see where it ends the run
         PeriodicCheckpointer(checkpointer, cfg.TRAIN.CHECKPOINT_PERIOD),
         Heartbeat(cfg.OUTPUT_DIR) if is_main_process() else None,
+        *extra_hooks,
     ])
     return Run(model, solver.units, trainer, eval_hook, start_iter, solver.max_iter, cfg.OUTPUT_DIR, lock)
 
 
-def train(cfg: Any, resume: bool = False) -> Dict[str, float]:
-    """Train as the config says; with `resume`, continue from the latest checkpoint in OUTPUT_DIR.
+def train(cfg: Any, resume: bool = False, extra_hooks: Tuple[Any, ...] = ()) -> Dict[str, float]:
+    """Train as the config says; with `resume`, continue from the latest checkpoint in OUTPUT_DIR; `extra_hooks`
+    as in `build_run`.
 
     Returns the final evaluation results. A collective operation that fails (another process stalled past
     DISTRIBUTED.TIMEOUT_S, or died) is a `DistributedError` naming this process.
     """
-    run = build_run(cfg, resume)
+    run = build_run(cfg, resume, extra_hooks)
     try:
         return run.train()
     except Preempted:
@@ -395,20 +408,55 @@ def load_trained_model(cfg: Any, weights: str, ema: bool = False) -> Tuple[Task,
     val_set = build_dataset(cfg, "val")
     check_num_classes(cfg, val_set)
     model = build_model(cfg).to(device)
-    load_weights(model, weights, ema)
+    load_weights(model, weights, ema, cfg)
     return task, model, val_set, device
 
 
-def load_weights(model: torch.nn.Module, path: str, ema: bool = False) -> None:
+def load_weights(model: torch.nn.Module, path: str, ema: bool = False, cfg: Any = None) -> None:
     """The model weights of a checkpoint of this project (a `.pth` file or an FSDP run's folder; with `ema`: its
-    weight average), or of a plain state dict, into `model`; a file of another model, or no state dict at all,
-    is a `CheckpointError` naming the path."""
+    weight average), or of a plain state dict, into `model` (built from `cfg`); a file of another model, or no
+    state dict at all, is a `CheckpointError` naming the path and, in one line, how the models differ."""
     state = checkpoint_weights(path, ema)
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        first = " ".join(str(e).split("\n", 1)[-1].split())[:300]
-        raise CheckpointError(f"{path} holds the weights of another model than MODEL.NAME: {first}") from None
+    except RuntimeError:
+        raise CheckpointError(another_model(model, state, path, cfg)) from None
+
+
+# The keys that decide a model's parameter names and shapes, compared with the checkpoint's stored config when its
+# weights do not fit: MODEL.NAME and MODEL.NUM_CLASSES are always named, the others only where they differ.
+MODEL_KEYS = ("MODEL.NAME", "MODEL.NUM_CLASSES", "MODEL.SMALL_INPUT", "MODEL.NORM")
+
+
+def another_model(model: torch.nn.Module, state: Dict[str, torch.Tensor], path: str, cfg: Any) -> str:
+    """Why the weights `state` of `path` do not fit `model`, in one line of whole names: the model keys of the
+    checkpoint's stored config against `cfg`'s where they differ, else how many tensors are missing, unexpected or
+    of another shape, with the first few names (torch's own message has a line per key: thousands of characters
+    for a model of another family)."""
+    try:
+        saved = saved_config(read_checkpoint_metadata(path).get("config"))
+    except CheckpointError:
+        saved = None  # the weights were read already: a metadata problem is no reason to hide the mismatch
+    theirs = flatten(saved) if saved is not None else {}
+    ours = flatten(saved_config(cfg.dump()) or {}) if cfg is not None else {}
+    if theirs and ours and any(theirs.get(key) != ours.get(key) for key in MODEL_KEYS):
+        shown = [key for key in MODEL_KEYS if key in MODEL_KEYS[:2] or theirs.get(key) != ours.get(key)]
+        return (f"{path} holds a model trained with {', '.join(f'{k} = {theirs.get(k)!r}' for k in shown)}; the "
+                f"config has {', '.join(f'{k} = {ours.get(k)!r}' for k in shown)}: give the config it was trained "
+                "with (tools/test_net.py uses the one the checkpoint stores when --cfg is left out)")
+    expected = model.state_dict()
+
+    def first_names(keys: List[str]) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [f"{key} {list(state[key].shape)} for {list(expected[key].shape)}" for key in expected
+                if key in state and state[key].shape != expected[key].shape]
+    parts = [f"{len(keys)} {what} ({first_names(keys)})" for keys, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if keys]
+    model_name = f"MODEL.NAME = {cfg.MODEL.NAME!r}" if cfg is not None else "the model"
+    return f"{path} holds the weights of another model than {model_name}: {'; '.join(parts) or 'they do not load'}"
 
 
 def evaluate(cfg: Any, weights: str, ema: bool = False) -> Dict[str, float]:

@@ -255,7 +255,8 @@ def test_a_warmup_is_not_logged_step_by_step_but_a_milestone_after_it_is(caplog)
     optimizer, scheduler = make()
     with caplog.at_level(logging.INFO, logger="pet.solver.schedules.lr_scheduler"):
         lr_history(optimizer, scheduler, 35)
-    changes = [r.getMessage()[len("Changing learning rate "):] for r in caplog.records]
+    changes = [r.getMessage()[len("Changing learning rate "):] for r in caplog.records
+               if r.name == "pet.solver.schedules.lr_scheduler"]
     # LINEAR warmup lrs 0.01, 0.019, ..., 0.091, 0.1: every step up to 0.091 is a ratio above 1.1, one ramp, and
     # its first step (k = 1) is not logged, as in Pet. The milestone at 30 is a jump: logged.
     assert changes == ["0.1000000 -> 0.0100000"]
@@ -268,7 +269,7 @@ def test_a_ramp_logs_its_first_big_step_only(caplog):
         lrs = lr_history(optimizer, scheduler, 40)
     ratios = [a / b for a, b in zip(lrs, lrs[1:]) if b > 1e-7]
     first_big = next(k for k, ratio in enumerate(ratios, start=1) if ratio > 1.1)
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records if r.name == "pet.solver.schedules.lr_scheduler"]
     assert messages == [f"Changing learning rate {lrs[first_big - 1]:.7f} -> {lrs[first_big]:.7f}"]
     assert sum(ratio > 1.1 for ratio in ratios) > 3  # several big steps in a row, one line
 
@@ -281,7 +282,8 @@ def test_a_resumed_scheduler_logs_its_lr_once(caplog):
     _, resumed = make()
     with caplog.at_level(logging.INFO, logger="pet.solver.schedules.lr_scheduler"):
         resumed.load_state_dict(state)
-    assert [r.getMessage() for r in caplog.records] == ["Learning rate 0.0100000 at update 31 (resumed)"]
+    assert [r.getMessage() for r in caplog.records if r.name == "pet.solver.schedules.lr_scheduler"] == [
+        "Learning rate 0.0100000 at update 31 (resumed)"]
 
 
 def test_ft_factor_scales_every_lr_without_changing_the_shape():
@@ -443,7 +445,7 @@ def test_with_several_groups_the_logged_lr_names_its_group_and_ft_factor_gives_t
         optimizer, scheduler = make("SOLVER.SCHEDULER.WARM_UP_ITERS", 0, "SOLVER.OPTIMIZER.BIAS_LR_FACTOR", 2.0,
                                     "SOLVER.LR_SCALING.FT_FACTOR", 0.1, model=model)
         lr_history(optimizer, scheduler, 35)
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records if r.name == "pet.solver.schedules.lr_scheduler"]
     groups = {group["name"]: group["lr"] for group in optimizer.param_groups}
     bias = next(name for name in groups if "bias" in name)
     weight = next(name for name in groups if name != bias)
