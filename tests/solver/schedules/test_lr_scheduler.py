@@ -280,6 +280,7 @@ def test_a_resumed_scheduler_logs_its_lr_once(caplog):
         scheduler.step()
     state = scheduler.state_dict()
     _, resumed = make()
+    caplog.clear()  # what the first scheduler logged, wherever logging was left at INFO by an earlier test
     with caplog.at_level(logging.INFO, logger="pet.solver.schedules.lr_scheduler"):
         resumed.load_state_dict(state)
     assert [r.getMessage() for r in caplog.records if r.name == "pet.solver.schedules.lr_scheduler"] == [
