@@ -55,7 +55,7 @@ class EarlyStop(HookBase):
                         self.without_improvement, self.patience, self.metric, best)
             return
         logger.info("Stopping early at iteration %d: %s has not improved by more than %g (%s) for %d evaluations "
-                    "(TRAIN.EARLY_STOP.PATIENCE = %d); saving model_final and evaluating it as at the end of a run",
+                    "(TRAIN.EARLY_STOP.PATIENCE = %d); saving model_final, whose final evaluation is this one",
                     self.trainer.iter, self.metric, self.min_delta, best, self.without_improvement, self.patience)
         self.trainer.end_at_this_iteration()
 

@@ -135,7 +135,8 @@ class GradNormHook(HookBase):
 
 class EvalHook(HookBase):
     """Runs `evaluate()` every `period` iterations (0: never mid-run), and once more when training has run to
-    its end: in `after_train`, after the final checkpoint is on disk, so a failing evaluation cannot lose it."""
+    its end: in `after_train`, after the final checkpoint is on disk, so a failing evaluation cannot lose it (not
+    again where early stopping ended the run at an evaluation)."""
 
     def __init__(self, period: int, evaluate: Callable[[], Dict[str, float]]) -> None:
         self.period = period
@@ -148,7 +149,9 @@ class EvalHook(HookBase):
             self._evaluate()
 
     def after_train(self) -> None:
-        if self.trainer.failure is None and self.trainer.iter + 1 >= self.trainer.max_iter:
+        # Where early stopping ended the run, the weights are those its evaluation just scored: no second pass.
+        if (self.trainer.failure is None and self.trainer.iter + 1 >= self.trainer.max_iter
+                and self.evaluated_at != self.trainer.iter):
             self._evaluate()
 
     def _evaluate(self) -> None:

@@ -17,20 +17,19 @@ from tests.engine.loop.test_trainer import StopAt, make_trainer, mlp
 
 def train_with_scores(scores, patience, min_delta=0.0, mode="", metric="val/score", result=None, max_iter=40):
     """Train with an evaluation every iteration whose `result` (default: `metric`) is the next of `scores` (then
-    0.0); the iterations trained and the iterations evaluated (the last one in after_train, as at a run's end)."""
+    0.0); the iterations trained and the iteration of each evaluation (a run that trains to its end evaluates its
+    last one in after_train)."""
     sequence = itertools.chain(scores, itertools.repeat(0.0))
-    eval_hook = EvalHook(1, lambda: {result or metric: next(sequence)})
     seen = []
 
-    class Evaluations(HookBase):
-        def after_step(self):
-            seen.append(eval_hook.evaluated_at)
+    def evaluate():
+        seen.append(("evaluated", trainer.iter))
+        return {result or metric: next(sequence)}
 
-        def after_train(self):
-            seen.append(eval_hook.evaluated_at)
+    eval_hook = EvalHook(1, evaluate)
 
     trainer = make_trainer(mlp())
-    trainer.register_hooks([eval_hook, EarlyStop(eval_hook, metric, patience, min_delta, mode), Evaluations()])
+    trainer.register_hooks([eval_hook, EarlyStop(eval_hook, metric, patience, min_delta, mode)])
     trainer.train(0, max_iter)
     return trainer.iter + 1, seen
 
@@ -49,8 +48,8 @@ def train_with_scores(scores, patience, min_delta=0.0, mode="", metric="val/scor
 def test_the_evaluation_it_stops_at(scores, patience, min_delta, mode, stopped_after):
     trained, seen = train_with_scores(scores, patience, min_delta, mode)
     assert trained == stopped_after
-    # the stopping evaluation, then the final one in after_train at the same iteration
-    assert seen[-2:] == [stopped_after - 1, stopped_after - 1]
+    # one evaluation per iteration: the one early stopping stopped at is the final one, not run twice
+    assert seen == [("evaluated", k) for k in range(stopped_after)]
 
 
 @pytest.mark.parametrize("metric, stopped_after", [("val/loss_cls", 6), ("val/accuracy", 3)])
@@ -61,7 +60,7 @@ def test_without_a_mode_a_loss_is_better_low_and_the_rest_high(metric, stopped_a
 
 def test_a_run_that_keeps_improving_trains_to_its_end():
     trained, seen = train_with_scores([0.1 * k for k in range(12)], 2, max_iter=12)
-    assert trained == 12 and seen[-1] == 11
+    assert trained == 12 and seen == [("evaluated", k) for k in range(12)]  # the last in after_train
 
 
 def test_a_stop_signal_when_early_stopping_ends_the_run_is_a_normal_end():
@@ -122,7 +121,9 @@ def test_a_run_stops_early_with_its_final_checkpoint_and_evaluation(tmp_path, ca
     assert final["early_stop"]["best_iteration"] == 0
     rows = [json.loads(line) for line in open(tmp_path / "metrics.json")]
     assert max(row["iteration"] for row in rows) == 3 and "val/accuracy" in rows[-1]
-    (line,) = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines() if "Stopping early" in line]
+    log = capsys.readouterr().out.splitlines()
+    assert sum("Evaluation at iteration 3:" in line for line in log) == 1  # the stopping one is the final one
+    (line,) = [line.split("] ", 1)[1] for line in log if "Stopping early" in line]
     assert line.startswith("Stopping early at iteration 3: val/accuracy has not improved by more than 1000 (best ")
     assert "at iteration 0) for 3 evaluations (TRAIN.EARLY_STOP.PATIENCE = 3)" in line
 
