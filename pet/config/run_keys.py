@@ -108,8 +108,7 @@ RUN: Section = {
             "PATIENCE": Key(0, int_at_least(0, " (0: off)"),
                             "stop training after this many evaluations in a row (every `EVAL_PERIOD`, which must be "
                             "> 0) without improvement, saving `model_final.pth`, whose final evaluation is the one that "
-                            "stopped the run; "
-                            "a NaN score is no improvement; 0: off"),
+                            "stopped the run; a NaN score is no improvement; 0: off"),
             "METRIC": Key("", Rule(lambda v: isinstance(v, str), "an evaluation result name, or \"\""),
                           "the result that must improve (e.g. `val/accuracy`, `val/loss`); `\"\"`: `BEST_METRIC`"),
             "MIN_DELTA": Key(0.0, NON_NEGATIVE, "an improvement is a change by more than this, in the better "

@@ -149,7 +149,7 @@ class EvalHook(HookBase):
             self._evaluate()
 
     def after_train(self) -> None:
-        # Where early stopping ended the run, the weights are those its evaluation just scored: no second pass.
+        # An iteration is scored once: where early stopping ended the run, its evaluation is the final one.
         if (self.trainer.failure is None and self.trainer.iter + 1 >= self.trainer.max_iter
                 and self.evaluated_at != self.trainer.iter):
             self._evaluate()
